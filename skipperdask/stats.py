@@ -1,0 +1,433 @@
+"""The one pass over the pixels: small sufficient statistics of one amplifier image.
+
+Every metric is computed from these statistics, never from the pixels again
+("reduce first, fit second"). One row chunk of one amplifier goes through a fused,
+compiled kernel that reads every sample once and produces:
+
+- the average image (mean over samples) and its partial averages over the first
+  1, 2, 4, … samples (for the noise against the number of averaged samples);
+- per pixel, the variance of its samples with index ≥ 2 (``pixVar``);
+- exact 1-ADU histograms of the first single-sample images (entropy, ``imgNoise``);
+- the variance of every compact cluster of ``nskips - 2`` adjacent pixels in every
+  single-sample image with index ≥ 2 (``clustVar``).
+
+All values are in the frame where charge raises the value (the polarity applied),
+with the optional per-row baseline subtracted. Chunks along rows combine exactly:
+images, variances and cluster variances concatenate, histograms add. Clusters are
+tiles aligned to absolute rows, and row chunks start on a tile boundary, so the
+numbers are the same for any chunking and any number of workers.
+"""
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+#: bins of the dense part of a chunk's single-sample histograms; values outside
+#: go to a short overflow list (tracks), beyond which numpy takes over
+DENSE_HISTOGRAM_BINS = 16384
+OVERFLOW_CAPACITY = 65536
+
+BASELINES = ("none", "row-median")
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A sparse histogram with 1-ADU bins: bin ``[v, v + 1)`` holds ``counts[i]`` values.
+
+    Parameters
+    ----------
+    values : ndarray of int64
+        Sorted lower edges of the non-empty bins.
+    counts : ndarray of int64
+        Number of pixels in each of those bins.
+    """
+
+    values: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def merge(cls, histograms):
+        """The histogram of the union of the pixels of several histograms."""
+        values = np.concatenate([h.values for h in histograms])
+        counts = np.concatenate([h.counts for h in histograms])
+        unique, inverse = np.unique(values, return_inverse=True)
+        merged = np.bincount(inverse, weights=counts, minlength=unique.size)
+        return cls(unique, merged.astype(np.int64))
+
+    @classmethod
+    def of_values(cls, values):
+        """The 1-ADU histogram (bins ``[floor(v), floor(v) + 1)``) of finite values."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        values = np.floor(values[np.isfinite(values)]).astype(np.int64)
+        unique, counts = np.unique(values, return_counts=True)
+        return cls(unique, counts.astype(np.int64))
+
+    @property
+    def total(self):
+        """Number of pixels."""
+        return int(self.counts.sum())
+
+    def dense(self, start, stop):
+        """Counts of the bins ``start, start + 1, …, stop - 1`` as a dense array."""
+        counts = np.zeros(stop - start, dtype=np.int64)
+        inside = (self.values >= start) & (self.values < stop)
+        counts[self.values[inside] - start] = self.counts[inside]
+        return counts
+
+    def quantile(self, q):
+        """The value below which a fraction ``q`` of the pixels lie (bin centres)."""
+        cumulative = np.cumsum(self.counts)
+        index = np.searchsorted(cumulative, q * cumulative[-1])
+        return float(self.values[min(index, self.values.size - 1)]) + 0.5
+
+    def entropy(self):
+        """Shannon entropy, natural log, of the bin probabilities: ``-Σ p ln p``."""
+        p = self.counts[self.counts > 0] / self.total
+        return float(-(p * np.log(p)).sum())
+
+
+@dataclass(frozen=True)
+class StatisticsPlan:
+    """What the pass computes for one amplifier image; the same for all its chunks.
+
+    Build it with :func:`plan_statistics`.
+    """
+
+    nrows: int
+    ncols: int
+    nskips: int
+    polarity: int
+    baseline: str
+    nhist: int
+    levels: tuple
+    cluster_shape: tuple  # (rows, cols) of the tile holding one cluster; (0, 0) for none
+    cluster_pixels: int
+
+    @property
+    def row_multiple(self):
+        """Row chunks must start at a multiple of this (a cluster tile's height)."""
+        return max(self.cluster_shape[0], 1)
+
+    def row_chunks(self, rows_per_chunk):
+        """Row ranges ``(start, stop)`` of about ``rows_per_chunk`` rows on tile boundaries."""
+        step = max(self.row_multiple, rows_per_chunk // self.row_multiple * self.row_multiple)
+        return [(start, min(start + step, self.nrows)) for start in range(0, self.nrows, step)]
+
+
+def cluster_shape(nrows, ncols, npixels):
+    """The tile of an as-square-as-possible cluster of ``npixels`` adjacent pixels.
+
+    The cluster is the first ``npixels`` pixels, in raster order, of a tile of
+    ``rows × cols`` pixels with ``rows = min(nrows, ceil(sqrt(npixels)))``.
+    Returns ``(0, 0)`` when no such cluster fits in the image or ``npixels < 2``.
+    """
+    if npixels < 2:
+        return (0, 0)
+    rows = min(nrows, math.ceil(math.sqrt(npixels)))
+    cols = math.ceil(npixels / rows)
+    if cols > ncols:
+        return (0, 0)
+    return (rows, cols)
+
+
+def plan_statistics(nrows, ncols, nskips, polarity, *, baseline="none", max_entropy_samples=30,
+                    max_noise_samples=50):
+    """The statistics to compute for an amplifier image of this shape.
+
+    Parameters
+    ----------
+    nrows, ncols, nskips : int
+        Shape of the image: rows, columns, samples per pixel.
+    polarity : {+1, -1}
+        Sign that makes charge raise the value.
+    baseline : {"none", "row-median"}
+        ``"row-median"`` subtracts from every row the median of its average-image values
+        (use it when the baseline drifts along rows).
+    max_entropy_samples, max_noise_samples : int
+        Single-sample images histogrammed: the first ``max(…)`` samples at most.
+    """
+    if polarity not in (1, -1):
+        raise ValueError(f"polarity must be +1 or -1, not {polarity!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
+    levels = [1 << k for k in range(int(math.log2(nskips)) + 1)]
+    if levels[-1] != nskips:
+        levels.append(nskips)
+    npixels = nskips - 2
+    return StatisticsPlan(
+        nrows=int(nrows), ncols=int(ncols), nskips=int(nskips), polarity=int(polarity),
+        baseline=baseline,
+        nhist=min(nskips, max(max_entropy_samples, max_noise_samples)),
+        levels=tuple(levels),
+        cluster_shape=cluster_shape(nrows, ncols, npixels),
+        cluster_pixels=npixels,
+    )
+
+
+@dataclass
+class ImageStatistics:
+    """Sufficient statistics of rows ``row_start … row_stop - 1`` of one amplifier image.
+
+    A whole image is the combination (:meth:`combine`) of its row chunks.
+
+    Attributes
+    ----------
+    plan : StatisticsPlan
+    row_start, row_stop : int
+    average : ndarray (rows, ncols)
+        Mean over samples.
+    partial_averages : ndarray (len(plan.levels), rows, ncols)
+        Mean over the first ``n`` samples, ``n`` in ``plan.levels``.
+    pixel_variance : ndarray (rows, ncols)
+        Variance (ddof=1) of each pixel's samples with index ≥ 2; NaN when fewer than 2.
+    histograms : list of Histogram
+        1-ADU histograms of the single-sample images ``0 … plan.nhist - 1``.
+    cluster_variance : ndarray (nclusters, nskips - 2)
+        Variance (ddof=1) of each cluster in each single-sample image with index ≥ 2.
+    integer_valued : bool
+        Whether every histogrammed value is a whole number of ADU (digitised data):
+        its 1-ADU bins are then centred on the integers.
+    """
+
+    plan: StatisticsPlan
+    row_start: int
+    row_stop: int
+    average: np.ndarray
+    partial_averages: np.ndarray
+    pixel_variance: np.ndarray
+    histograms: list
+    cluster_variance: np.ndarray
+    integer_valued: bool
+
+    @classmethod
+    def combine(cls, parts):
+        """Statistics of contiguous row chunks combined into those of their union."""
+        parts = sorted(parts, key=lambda part: part.row_start)
+        for before, after in zip(parts, parts[1:], strict=False):
+            if before.row_stop != after.row_start:
+                raise ValueError(
+                    f"row chunks are not contiguous: {before.row_stop} != {after.row_start}"
+                )
+        return cls(
+            plan=parts[0].plan,
+            row_start=parts[0].row_start,
+            row_stop=parts[-1].row_stop,
+            average=np.concatenate([p.average for p in parts]),
+            partial_averages=np.concatenate([p.partial_averages for p in parts], axis=1),
+            pixel_variance=np.concatenate([p.pixel_variance for p in parts]),
+            histograms=[
+                Histogram.merge(same_sample)
+                for same_sample in zip(*(p.histograms for p in parts), strict=True)
+            ],
+            cluster_variance=np.concatenate([p.cluster_variance for p in parts]),
+            integer_valued=all(p.integer_valued for p in parts),
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhist, centers,
+                       levels, tile_rows, tile_cols, tile_pixels, ntile_rows_total,
+                       average, partial, pixel_variance, dense, overflow, noverflow,
+                       tile_sum, tile_square, tile_first):
+    # returns the number of histogrammed values that are not whole numbers of ADU
+    nrows, ncols, nskips = block.shape
+    width = dense.shape[1]
+    half = width // 2
+    nlevels = levels.size
+    ntile_cols = ncols // tile_cols if tile_cols > 0 else 0
+    npix_var = nskips - 2
+    row_values = np.empty(ncols)
+    fractional = 0
+    for r in range(nrows):
+        baseline = 0.0
+        if row_median:
+            for c in range(ncols):
+                total = 0.0
+                for s in range(nskips):
+                    total += block[r, c, s]
+                row_values[c] = polarity * (total / nskips * scale + zero)
+            # a whole number of ADU keeps integer data on their 1-ADU bins
+            baseline = np.round(np.median(row_values))
+        absolute_row = row_offset + r
+        tile_row = absolute_row // tile_rows if tile_rows > 0 else 0
+        in_tile_row = tile_rows > 0 and tile_row < ntile_rows_total
+        local_tile_row = tile_row - row_offset // tile_rows if tile_rows > 0 else 0
+        for c in range(ncols):
+            tile_index = -1
+            raster = 0
+            if in_tile_row and c // tile_cols < ntile_cols:
+                raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
+                if raster < tile_pixels:
+                    tile_index = local_tile_row * ntile_cols + c // tile_cols
+            total = 0.0
+            first = 0.0
+            shifted = 0.0
+            shifted_square = 0.0
+            level = 0
+            for s in range(nskips):
+                v = polarity * (block[r, c, s] * scale + zero) - baseline
+                total += v
+                if s < nhist and v == v:
+                    b = math.floor(v)
+                    if v != b:
+                        fractional += 1
+                    i = b - centers[s] + half
+                    if 0 <= i < width:
+                        dense[s, i] += 1
+                    else:
+                        n = noverflow[s]
+                        if n < overflow.shape[1]:
+                            overflow[s, n] = b
+                        noverflow[s] = n + 1
+                if s >= 2:
+                    if s == 2:
+                        first = v
+                    d = v - first
+                    shifted += d
+                    shifted_square += d * d
+                    if tile_index >= 0:
+                        if raster == 0:
+                            tile_first[tile_index, s - 2] = v
+                        d = v - tile_first[tile_index, s - 2]
+                        tile_sum[tile_index, s - 2] += d
+                        tile_square[tile_index, s - 2] += d * d
+                if level < nlevels and s + 1 == levels[level]:
+                    partial[level, r, c] = total / (s + 1)
+                    level += 1
+            average[r, c] = total / nskips
+            if npix_var >= 2:
+                spread = shifted_square - shifted * shifted / npix_var
+                pixel_variance[r, c] = spread / (npix_var - 1)
+            else:
+                pixel_variance[r, c] = np.nan
+    return fractional
+
+
+def _histogram_centres(block, scale, zero, polarity, nhist):
+    """A typical value of each histogrammed sample in the chunk's first row: where its dense
+    histogram is centred."""
+    first = block[0, : min(block.shape[1], 64), :nhist].astype(np.float64)
+    return np.floor(np.median(polarity * (first * scale + zero), axis=0)).astype(np.int64)
+
+
+def chunk_statistics(block, plan, row_start, *, scale=1.0, zero=0.0):
+    """Statistics of one row chunk of one amplifier image.
+
+    Parameters
+    ----------
+    block : ndarray (rows, ncols, nskips)
+        The stored values of rows ``row_start …`` (native byte order); the values are
+        ``block * scale + zero``.
+    plan : StatisticsPlan
+    row_start : int
+        Index of the chunk's first row in the image; a multiple of ``plan.row_multiple``.
+    scale, zero : float
+        BSCALE and BZERO of the stored values.
+
+    Returns
+    -------
+    ImageStatistics
+    """
+    if row_start % plan.row_multiple:
+        raise ValueError(f"row chunk starts at {row_start}, not a multiple of {plan.row_multiple}")
+    nrows, ncols, nskips = block.shape
+    if not block.dtype.isnative:
+        raise ValueError("chunk_statistics needs native byte order (byteswap the block first)")
+    tile_rows, tile_cols = plan.cluster_shape
+    ntile_rows_total = plan.nrows // tile_rows if tile_rows else 0
+    ntiles = 0
+    if tile_rows:
+        first_tile_row = row_start // tile_rows
+        stop_tile_row = min((row_start + nrows) // tile_rows, ntile_rows_total)
+        ntiles = max(stop_tile_row - first_tile_row, 0) * (ncols // tile_cols)
+    tile_samples = max(nskips - 2, 0)
+    nlevels = len(plan.levels)
+    centers = _histogram_centres(block, scale, zero, plan.polarity, plan.nhist)
+    average = np.empty((nrows, ncols))
+    partial = np.empty((nlevels, nrows, ncols))
+    pixel_variance = np.empty((nrows, ncols))
+    dense = np.zeros((plan.nhist, DENSE_HISTOGRAM_BINS), dtype=np.int64)
+    overflow = np.empty((plan.nhist, OVERFLOW_CAPACITY), dtype=np.int64)
+    noverflow = np.zeros(plan.nhist, dtype=np.int64)
+    # tiles are laid out per tile row; allocate for every tile the chunk's rows touch
+    tiles_allocated = (nrows // max(tile_rows, 1) + 1) * (ncols // tile_cols) if tile_rows else 0
+    tile_sum = np.zeros((tiles_allocated, tile_samples))
+    tile_square = np.zeros((tiles_allocated, tile_samples))
+    tile_first = np.zeros((tiles_allocated, tile_samples))
+    fractional = _statistics_kernel(
+        block, float(scale), float(zero), plan.polarity, plan.baseline == "row-median", row_start,
+        plan.nhist, centers, np.asarray(plan.levels, dtype=np.int64), tile_rows, tile_cols,
+        plan.cluster_pixels, ntile_rows_total, average, partial, pixel_variance, dense, overflow,
+        noverflow, tile_sum, tile_square, tile_first,
+    )
+    histograms = []
+    for s in range(plan.nhist):
+        if noverflow[s] > OVERFLOW_CAPACITY:
+            # a wide image (bright frame, many tracks): numpy counts this sample exactly
+            histograms.append(Histogram.of_values(_single_sample(block, s, scale, zero, plan)))
+            continue
+        (bins,) = np.nonzero(dense[s])
+        dense_part = Histogram(bins + centers[s] - DENSE_HISTOGRAM_BINS // 2, dense[s, bins])
+        values, counts = np.unique(overflow[s, : noverflow[s]], return_counts=True)
+        histograms.append(Histogram.merge([dense_part, Histogram(values, counts.astype(np.int64))]))
+    n = plan.cluster_pixels
+    cluster_variance = (
+        (tile_square[:ntiles] - tile_sum[:ntiles] ** 2 / n) / (n - 1)
+        if ntiles
+        else np.empty((0, tile_samples))
+    )
+    return ImageStatistics(
+        plan=plan, row_start=row_start, row_stop=row_start + nrows, average=average,
+        partial_averages=partial, pixel_variance=pixel_variance, histograms=histograms,
+        cluster_variance=cluster_variance, integer_valued=fractional == 0,
+    )
+
+
+def _single_sample(block, s, scale, zero, plan):
+    """Sample ``s`` of every pixel of a chunk, in the charge-positive frame, baseline removed."""
+    values = plan.polarity * (block[:, :, s] * scale + zero)
+    if plan.baseline == "row-median":
+        averages = plan.polarity * (block.mean(axis=2) * scale + zero)
+        values = values - np.round(np.median(averages, axis=1, keepdims=True))
+    return values
+
+
+_thread_buffers = threading.local()
+
+
+def _reusable_buffer(nbytes):
+    """A per-thread read buffer: fresh memory costs far more to touch than to reuse."""
+    buffer = getattr(_thread_buffers, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = np.empty(nbytes, dtype=np.uint8)
+        _thread_buffers.buffer = buffer
+    return buffer
+
+
+def read_chunk_statistics(amp, row_start, row_stop, plan):
+    """Read rows ``row_start … row_stop - 1`` of one amplifier and compute their statistics.
+
+    The file is opened inside the call, the rows read into a reused buffer and
+    byte-swapped in place: the fast path of a campaign.
+
+    Parameters
+    ----------
+    amp : skipperdask.reader.AmpLayout
+    row_start, row_stop : int
+    plan : StatisticsPlan
+    """
+    from .reader import read_raw_rows
+
+    nbytes = (row_stop - row_start) * amp.ncols * amp.nskips * amp.dtype.itemsize
+    if amp.compressed:
+        raw = read_raw_rows(amp, row_start, row_stop)
+    else:
+        buffer = _reusable_buffer(nbytes)[:nbytes].view(amp.dtype)
+        raw = read_raw_rows(amp, row_start, row_stop, out=buffer)
+    if not raw.dtype.isnative:
+        raw = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+    block = raw.reshape(row_stop - row_start, amp.ncols, amp.nskips)
+    return chunk_statistics(block, plan, row_start, scale=amp.bscale, zero=amp.bzero)

@@ -1,0 +1,121 @@
+"""The one-pass statistics against a plain numpy computation of the same quantities."""
+
+import numpy as np
+import pytest
+
+from skipperdask.stats import (
+    Histogram,
+    ImageStatistics,
+    chunk_statistics,
+    cluster_shape,
+    plan_statistics,
+)
+
+
+def reference_statistics(values, plan):
+    """The statistics of a whole image computed the obvious way, with numpy."""
+    v = plan.polarity * values.astype(np.float64)
+    if plan.baseline == "row-median":
+        v = v - np.round(np.median(v.mean(axis=2), axis=1))[:, None, None]
+    average = v.mean(axis=2)
+    partial = np.stack([v[:, :, :n].mean(axis=2) for n in plan.levels])
+    pixel_variance = np.full(average.shape, np.nan)
+    if plan.nskips >= 4:
+        pixel_variance = v[:, :, 2:].var(axis=2, ddof=1)
+    histograms = [Histogram.of_values(v[:, :, s]) for s in range(plan.nhist)]
+    rows, cols = plan.cluster_shape
+    variances = []
+    if rows:
+        for top in range(0, plan.nrows // rows * rows, rows):
+            for left in range(0, plan.ncols // cols * cols, cols):
+                tile = v[top : top + rows, left : left + cols, 2:].reshape(rows * cols, -1)
+                variances.append(tile[: plan.cluster_pixels].var(axis=0, ddof=1))
+    cluster_variance = np.array(variances).reshape(len(variances), max(plan.nskips - 2, 0))
+    return average, partial, pixel_variance, histograms, cluster_variance
+
+
+def make_image(rng, nrows=24, ncols=40, nskips=12, dtype=np.int32, tracks=True):
+    charge = rng.poisson(0.3, (nrows, ncols)) * 10
+    if tracks:
+        charge[3, 5:9] += 40000  # far outside the dense histogram window
+    values = 5000 - charge[:, :, None] + rng.normal(0, 3, (nrows, ncols, nskips))
+    if np.issubdtype(dtype, np.integer):
+        values = np.round(values)
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("nskips", [1, 2, 3, 5, 12])
+@pytest.mark.parametrize("baseline", ["none", "row-median"])
+def test_one_chunk_equals_numpy(nskips, baseline):
+    rng = np.random.default_rng(nskips)
+    values = make_image(rng, nskips=nskips)
+    plan = plan_statistics(*values.shape, polarity=-1, baseline=baseline)
+    stats = chunk_statistics(values, plan, 0)
+    reference = reference_statistics(values, plan)
+    average, partial, pixel_variance, histograms, cluster_variance = reference
+    np.testing.assert_allclose(stats.average, average, rtol=1e-12)
+    np.testing.assert_allclose(stats.partial_averages, partial, rtol=1e-12)
+    np.testing.assert_allclose(stats.pixel_variance, pixel_variance, rtol=1e-9)
+    for got, expected in zip(stats.histograms, histograms, strict=True):
+        np.testing.assert_array_equal(got.values, expected.values)
+        np.testing.assert_array_equal(got.counts, expected.counts)
+    np.testing.assert_allclose(stats.cluster_variance, cluster_variance, rtol=1e-9)
+    assert stats.integer_valued
+
+
+def test_chunks_combine_to_the_whole():
+    rng = np.random.default_rng(7)
+    values = make_image(rng, nrows=50, nskips=20)
+    plan = plan_statistics(*values.shape, polarity=-1)
+    whole = chunk_statistics(values, plan, 0)
+    # deliberately unequal chunks, each starting on a cluster-tile boundary
+    parts = [chunk_statistics(values[a:b], plan, a) for a, b in plan.row_chunks(plan.row_multiple)]
+    assert len(parts) > 3
+    combined = ImageStatistics.combine(parts[::-1])
+    np.testing.assert_array_equal(combined.average, whole.average)
+    np.testing.assert_array_equal(combined.pixel_variance, whole.pixel_variance)
+    np.testing.assert_array_equal(combined.cluster_variance, whole.cluster_variance)
+    for got, expected in zip(combined.histograms, whole.histograms, strict=True):
+        np.testing.assert_array_equal(got.counts, expected.counts)
+
+
+def test_float_data_are_not_integer_valued():
+    rng = np.random.default_rng(1)
+    values = make_image(rng, dtype=np.float32)
+    plan = plan_statistics(*values.shape, polarity=1)
+    stats = chunk_statistics(values, plan, 0)
+    assert not stats.integer_valued
+    np.testing.assert_allclose(stats.average, values.astype(np.float64).mean(axis=2), rtol=1e-12)
+
+
+def test_wide_image_histograms_are_exact():
+    # a bright frame: values spread far wider than the dense histogram and its overflow
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 10**7, (300, 300, 1)).astype(np.int32)
+    plan = plan_statistics(*values.shape, polarity=1)
+    stats = chunk_statistics(values, plan, 0)
+    expected = Histogram.of_values(values[:, :, 0])
+    np.testing.assert_array_equal(stats.histograms[0].counts, expected.counts)
+
+
+def test_scale_and_zero_applied():
+    values = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    plan = plan_statistics(2, 3, 4, polarity=1)
+    stats = chunk_statistics(values, plan, 0, scale=2.0, zero=32768.0)
+    np.testing.assert_allclose(stats.average, values.mean(axis=2) * 2 + 32768)
+
+
+def test_cluster_shape_is_as_square_as_possible():
+    assert cluster_shape(100, 100, 98) == (10, 10)
+    assert cluster_shape(20, 600, 3998) == (20, 200)
+    assert cluster_shape(5, 10, 98) == (0, 0)  # does not fit
+    assert cluster_shape(100, 100, 1) == (0, 0)
+
+
+def test_histogram_entropy_and_quantile():
+    h = Histogram(np.array([0, 1, 2, 3]), np.array([1, 1, 1, 1]))
+    assert h.entropy() == pytest.approx(np.log(4))
+    assert h.quantile(0.5) == pytest.approx(1.5)
+    merged = Histogram.merge([h, Histogram(np.array([3, 10]), np.array([2, 5]))])
+    np.testing.assert_array_equal(merged.values, [0, 1, 2, 3, 10])
+    np.testing.assert_array_equal(merged.counts, [1, 1, 1, 3, 5])
