@@ -1,0 +1,335 @@
+"""The quality metrics of SPEC §2, assembled from the one-pass statistics and the fits.
+
+:func:`image_metrics` is the entry point for one image; the campaign pipeline
+computes the same statistics chunk by chunk on a cluster and calls
+:func:`metrics_dataset` on them. A value the data cannot determine is NaN, and its
+``<name>_reason`` variable says why.
+"""
+
+from dataclasses import dataclass, field
+
+import dask
+import numpy as np
+import xarray as xr
+
+from . import config, fits
+from .stats import Histogram, ImageStatistics, chunk_statistics, plan_statistics
+
+#: metrics with a one-sigma uncertainty ``<name>_err``
+FITTED = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution")
+#: metrics that can be missing, each with a ``<name>_reason`` variable
+REASONED = (
+    "aveImgS", "dSdskip", "imgNoise", "skNoise", "darkCurrent", "aduConversion", "pedestal",
+    "resolution", "fitChi2", "pixVar", "clustVar", "tailRatio",
+)
+#: the float variables over ``amp``, in catalogue order
+METRICS = (
+    "aveImgS", "dSdskip", "dSdskip_err", "imgNoise", "skNoise", "skNoise_err", "darkCurrent",
+    "darkCurrent_err", "aduConversion", "aduConversion_err", "pedestal", "pedestal_err",
+    "resolution", "resolution_err", "fitChi2", "pixVar", "clustVar", "tailRatio",
+)
+UNITS = {
+    "aveImgS": "nats", "dSdskip": "milli-nats per sample", "imgNoise": "ADU", "skNoise": "ADU",
+    "darkCurrent": "e-/pixel", "aduConversion": "ADU/e-", "pedestal": "ADU", "resolution": "e-",
+    "pixVar": "ADU^2", "clustVar": "ADU^2", "tailRatio": "1", "fitChi2": "1",
+    "noise_vs_n": "ADU",
+}
+
+
+@dataclass
+class AmpAnalysis:
+    """Everything measured on one amplifier image: the metrics and the fits behind them.
+
+    The plots draw from it; :meth:`metrics` gives the catalogue's values.
+    """
+
+    statistics: ImageStatistics
+    entropies: np.ndarray = None  # of single-sample images 0 … n-1
+    entropy_line: object = None  # fits.LineFit of entropies against sample index
+    sample_noise_fits: list = field(default_factory=list)  # fits.GaussianFit per sample
+    noise_fits: list = field(default_factory=list)  # fits.GaussianFit per partial average
+    peaks_fit: object = None  # fits.GaussPoissonFit of the average image
+    values: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
+
+    def metrics(self):
+        """The metric values, with NaN for each missing one."""
+        return {name: self.values.get(name, np.nan) for name in METRICS}
+
+
+def _missing(analysis, name, reason, *, with_error=False):
+    analysis.values[name] = np.nan
+    if with_error:
+        analysis.values[f"{name}_err"] = np.nan
+    analysis.reasons[name] = reason
+
+
+def histogram_window(histogram, *, min_halfwidth=3.0):
+    """Bins ``[lo, hi)`` spanning median ± 3 MAD (normal-scaled) of a 1-ADU histogram,
+    at least ± ``min_halfwidth`` ADU wide so that a narrow peak still has bins to fit."""
+    median = histogram.quantile(0.5)
+    deviation = np.abs(histogram.values + 0.5 - median)
+    order = np.argsort(deviation)
+    cumulative = np.cumsum(histogram.counts[order])
+    mad = float(deviation[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    halfwidth = max(3 * 1.4826 * mad, min_halfwidth)
+    return int(np.floor(median - halfwidth)), int(np.ceil(median + halfwidth)) + 1
+
+
+def _single_sample_noise(analysis):
+    """imgNoise: Gaussian fits on median ± 3 MAD of each single-sample image (first 50)."""
+    stats = analysis.statistics
+    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50))
+    offset = 0.5 if stats.integer_valued else 0.0  # integers sit at the centres of their bins
+    sigmas = []
+    for histogram in stats.histograms[:nsamples]:
+        lo, hi = histogram_window(histogram)
+        edges = np.arange(lo, hi + 1) - offset
+        result = fits.fit_gaussian(histogram.dense(lo, hi), edges)
+        analysis.sample_noise_fits.append(result)
+        if not result.reason:
+            sigmas.append(result.sigma)
+    if sigmas:
+        analysis.values["imgNoise"] = float(np.mean(sigmas))
+    else:
+        _missing(analysis, "imgNoise", analysis.sample_noise_fits[0].reason or "no noise fit")
+
+
+def _entropy_slope(analysis):
+    """aveImgS and dSdskip: entropies of the average and of the single-sample images."""
+    stats = analysis.statistics
+    average = stats.average[np.isfinite(stats.average)]
+    if average.size == 0:
+        _missing(analysis, "aveImgS", "no finite pixel")
+    else:
+        # 1-ADU bins from the image's minimum, every value its own bin
+        analysis.values["aveImgS"] = Histogram.of_values(average - average.min()).entropy()
+    nsamples = min(stats.plan.nskips, config.get("max-entropy-samples", 30))
+    analysis.entropies = np.array([h.entropy() for h in stats.histograms[:nsamples]])
+    if stats.plan.nskips == 1:
+        _missing(analysis, "dSdskip", "nskips = 1: no single samples", with_error=True)
+        return
+    line = fits.fit_line(np.arange(nsamples, dtype=float), analysis.entropies)
+    analysis.entropy_line = line
+    if line.reason:
+        _missing(analysis, "dSdskip", line.reason, with_error=True)
+    else:
+        analysis.values["dSdskip"] = 1000 * line.slope
+        analysis.values["dSdskip_err"] = 1000 * line.slope_err
+
+
+def _noise_against_samples(analysis):
+    """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips."""
+    stats = analysis.statistics
+    for level, n in enumerate(stats.plan.levels):
+        values = stats.partial_averages[level].ravel()
+        values = values[np.isfinite(values)]
+        if values.size < 10:
+            analysis.noise_fits.append(None)
+            continue
+        median = np.median(values)
+        mad = 1.4826 * np.median(np.abs(values - median))
+        # digitised samples average to multiples of 1/n: bins must hold whole multiples
+        quantum = 1.0 / n if stats.integer_valued else 0.0
+        width = max(mad / 4, quantum) if mad > 0 else max(quantum, 1.0)
+        if quantum:
+            width = np.ceil(width / quantum - 1e-9) * quantum
+        halfwidth = max(3 * mad, 3 * width)
+        start = median - halfwidth - (quantum / 2 if quantum else 0)
+        if quantum:
+            start = (np.floor(start * n) + 0.5) / n
+        edges = start + width * np.arange(int(np.ceil(2 * halfwidth / width)) + 2)
+        counts, _ = np.histogram(values, edges)
+        analysis.noise_fits.append(fits.fit_gaussian(counts, edges))
+
+
+def _average_image_fit(analysis, bin_width):
+    """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio."""
+    stats = analysis.statistics
+    values = stats.average[np.isfinite(stats.average)].ravel()
+    if bin_width == "auto":
+        bin_width = _peaks_bin_width(analysis)
+    fit = fits.fit_gauss_poisson(values, bin_width=bin_width)
+    analysis.peaks_fit = fit
+    for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
+                            ("aduConversion", "gain"), ("pedestal", "x0")):
+        reason = fit.reasons.get(attribute, "")
+        if reason:
+            _missing(analysis, name, reason, with_error=True)
+        else:
+            analysis.values[name] = float(getattr(fit, attribute))
+            analysis.values[f"{name}_err"] = float(getattr(fit, f"{attribute}_err"))
+    if np.isfinite(fit.chi2_reduced):
+        analysis.values["fitChi2"] = float(fit.chi2_reduced)
+    else:
+        _missing(analysis, "fitChi2", fit.reasons.get("gain") or "no fit")
+    sigma = analysis.values.get("skNoise", np.nan)
+    gain = analysis.values.get("aduConversion", np.nan)
+    if np.isfinite(sigma) and np.isfinite(gain):
+        resolution = sigma / gain
+        relative = np.hypot(analysis.values["skNoise_err"] / sigma,
+                            analysis.values["aduConversion_err"] / gain)
+        analysis.values["resolution"] = resolution
+        analysis.values["resolution_err"] = resolution * relative
+    else:
+        _missing(analysis, "resolution", analysis.reasons.get("aduConversion")
+                 or analysis.reasons.get("skNoise", ""), with_error=True)
+    ratio, reason = fits.tail_ratio(fit, values)
+    if reason:
+        _missing(analysis, "tailRatio", reason)
+    else:
+        analysis.values["tailRatio"] = float(ratio)
+
+
+def _peaks_bin_width(analysis):
+    """1 ADU (SPEC §2) unless the averaged noise is below 1 ADU: then about σ/2, a power of 2,
+    and never finer than the 1/nskips steps of an average of digitised samples."""
+    last = analysis.noise_fits[-1] if analysis.noise_fits else None
+    if last is None or last.reason or not last.sigma < 1.0:
+        return 1.0
+    width = 2.0 ** np.floor(np.log2(last.sigma / 2))
+    stats = analysis.statistics
+    if stats.integer_valued:
+        quantum = 1.0 / stats.plan.nskips
+        width = max(width, np.ceil(width / quantum - 1e-9) * quantum)
+    return float(width)
+
+
+def _variances(analysis):
+    """pixVar and clustVar: medians of the per-pixel and per-cluster variances."""
+    stats = analysis.statistics
+    if stats.plan.nskips < 4:
+        reason = f"nskips = {stats.plan.nskips}: fewer than 2 samples after the first 2"
+        _missing(analysis, "pixVar", reason)
+    else:
+        analysis.values["pixVar"] = float(np.nanmedian(stats.pixel_variance))
+    if stats.cluster_variance.size == 0:
+        if stats.plan.cluster_pixels < 2:
+            reason = f"nskips = {stats.plan.nskips}: a cluster would have fewer than 2 pixels"
+        else:
+            reason = f"image too small for a cluster of {stats.plan.cluster_pixels} pixels"
+        _missing(analysis, "clustVar", reason)
+    else:
+        analysis.values["clustVar"] = float(np.nanmedian(stats.cluster_variance))
+
+
+def analyse(statistics, *, bin_width=None):
+    """All the measurements of one amplifier image from its statistics.
+
+    Parameters
+    ----------
+    statistics : skipperdask.stats.ImageStatistics
+        The combined statistics of the whole image.
+    bin_width : float or "auto", optional
+        Bin width (ADU) of the average image's histogram for the peaks fit; default
+        ``skipperdask.peaks-bin-width`` ("auto": 1 ADU unless the averaged noise is
+        below 1 ADU).
+
+    Returns
+    -------
+    AmpAnalysis
+    """
+    if bin_width is None:
+        bin_width = config.get("peaks-bin-width", "auto")
+    analysis = AmpAnalysis(statistics)
+    _entropy_slope(analysis)
+    _single_sample_noise(analysis)
+    _noise_against_samples(analysis)
+    _average_image_fit(analysis, bin_width)
+    _variances(analysis)
+    return analysis
+
+
+def metrics_dataset(analyses, amp_names, *, attrs=None):
+    """The metrics of one image as an ``xarray.Dataset`` over ``amp``.
+
+    Parameters
+    ----------
+    analyses : list of AmpAnalysis
+        One per amplifier.
+    amp_names : list of str
+    attrs : dict, optional
+        Stored as the Dataset's attributes (path, polarity, options).
+    """
+    data = {}
+    for name in METRICS:
+        data[name] = ("amp", np.array([a.values.get(name, np.nan) for a in analyses], float))
+        if name in UNITS:
+            data[name] += ({"units": UNITS[name]},)
+    for name in REASONED:
+        reasons = [a.reasons.get(name, "") for a in analyses]
+        data[f"{name}_reason"] = ("amp", np.array(reasons, dtype=object))
+    data["nskips"] = ("amp", np.array([a.statistics.plan.nskips for a in analyses], np.int64))
+    levels = max((a.statistics.plan.levels for a in analyses), key=len)
+    noise = np.full((len(analyses), len(levels)), np.nan)
+    for i, analysis in enumerate(analyses):
+        for j, result in enumerate(analysis.noise_fits):
+            if result is not None and not result.reason:
+                noise[i, j] = result.sigma
+    data["noise_vs_n"] = (("amp", "nsamp"), noise, {"units": "ADU",
+                          "long_name": "noise of the average of the first n samples"})
+    return xr.Dataset(data, coords={"amp": list(amp_names), "nsamp": list(levels)},
+                      attrs=dict(attrs or {}))
+
+
+def _statistics_of_array(data, plan, rows_per_chunk):
+    """Delayed statistics of a (row, col, skip) dask or numpy array, one task per row chunk."""
+    import dask.array as da
+
+    if not isinstance(data, da.Array):
+        return dask.delayed(chunk_statistics)(np.ascontiguousarray(data), plan, 0)
+    ranges = plan.row_chunks(rows_per_chunk or max(data.chunks[0]))
+    data = data.rechunk(((b - a for a, b in ranges), (plan.ncols,), (plan.nskips,)))
+    parts = [
+        dask.delayed(chunk_statistics)(block, plan, start)
+        for block, (start, _) in zip(data.to_delayed().ravel(), ranges, strict=True)
+    ]
+    return dask.delayed(ImageStatistics.combine)(parts)
+
+
+def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
+    """The quality metrics of one image.
+
+    Parameters
+    ----------
+    pixels : xarray.DataArray
+        Dims ``(amp, row, col, skip)`` as :func:`skipperdask.open_image` returns, backed by
+        dask or numpy. Each amplifier is a separate image.
+    polarity : {+1, -1}, optional
+        Sign that makes charge raise the value; default ``pixels.attrs["polarity"]``.
+    baseline : {"none", "row-median"}, optional
+        Per-row baseline subtraction (default ``skipperdask.baseline``). Use
+        ``"row-median"`` when the baseline drifts along rows: it subtracts each row's
+        median average-image value, which is the zero-charge level wherever most
+        pixels are empty.
+    bin_width : float or "auto", optional
+        See :func:`analyse`.
+    rows_per_chunk : int, optional
+        Rows of one statistics task (rounded to the cluster tile's height); default the
+        array's own row chunks.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``amp``: the metrics of SPEC §2 (``aveImgS``, ``dSdskip``, ``dSdskip_err``,
+        ``imgNoise``, ``skNoise``, …), ``pedestal``, ``resolution`` (e⁻), ``fitChi2``,
+        ``noise_vs_n`` over ``(amp, nsamp)`` and ``<name>_reason`` strings.
+    """
+    if pixels.dims != ("amp", "row", "col", "skip"):
+        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
+    polarity = polarity if polarity is not None else pixels.attrs.get("polarity")
+    if polarity is None:
+        polarity = config.get("polarity") or -1
+    baseline = baseline or config.get("baseline", "none")
+    _, nrows, ncols, nskips = pixels.shape
+    plan = plan_statistics(
+        nrows, ncols, nskips, polarity, baseline=baseline,
+        max_entropy_samples=config.get("max-entropy-samples", 30),
+        max_noise_samples=config.get("max-noise-samples", 50),
+    )
+    delayed = [_statistics_of_array(pixels.data[a], plan, rows_per_chunk)
+               for a in range(pixels.sizes["amp"])]
+    statistics = dask.compute(*delayed)
+    analyses = [analyse(s, bin_width=bin_width) for s in statistics]
+    attrs = {"path": pixels.attrs.get("path", ""), "polarity": int(polarity), "baseline": baseline}
+    return metrics_dataset(analyses, [str(a) for a in pixels["amp"].values], attrs=attrs)

@@ -1,0 +1,340 @@
+"""A campaign on a ``distributed`` cluster: files in, catalogue out.
+
+Work is submitted as the cluster frees up, never as one giant graph: at most a
+window of files is in flight. Each file starts with one task, ``image-…``, that reads
+its headers on a worker; a file no larger than one chunk is computed whole in that
+same task (per-image overhead matters for campaigns of small images). A larger file
+comes back as its layout and fans out into ``statistics-…`` tasks, one per row chunk
+of each amplifier, spread over the workers, and one ``fit-…`` task that combines
+them and fits. Results reach the client as they finish and are committed to the
+catalogue in batches; a file that fails becomes a catalogue entry holding its error.
+"""
+
+import os
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+import dask
+from dask.utils import parse_bytes
+from distributed import as_completed
+
+from . import __version__, config
+from .catalogue import Catalogue, ImageRecord
+from .errors import SkipperError
+from .metrics import analyse, metrics_dataset
+from .reader import scan_file
+from .stats import ImageStatistics, plan_statistics, read_chunk_statistics
+
+
+@dataclass(frozen=True)
+class Options:
+    """The metric options of a campaign (stored in the catalogue's provenance)."""
+
+    polarity: int | None = None
+    baseline: str = "none"
+    chunk_bytes: int = 64 * 2**20
+    max_entropy_samples: int = 30
+    max_noise_samples: int = 50
+    bin_width: object = "auto"
+
+    @classmethod
+    def from_config(cls, **overrides):
+        """Options from ``dask.config`` (``skipperdask.*``), with explicit overrides."""
+        settings = {
+            "polarity": config.get("polarity"),
+            "baseline": config.get("baseline", "none"),
+            "chunk_bytes": parse_bytes(str(config.get("chunk-bytes", "64MiB"))),
+            "max_entropy_samples": config.get("max-entropy-samples", 30),
+            "max_noise_samples": config.get("max-noise-samples", 50),
+            "bin_width": config.get("peaks-bin-width", "auto"),
+        }
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(settings["chunk_bytes"], str):
+            settings["chunk_bytes"] = parse_bytes(settings["chunk_bytes"])
+        return cls(**settings)
+
+    def plan(self, amp, polarity):
+        """The statistics plan of one amplifier."""
+        return plan_statistics(
+            amp.nrows, amp.ncols, amp.nskips, polarity, baseline=self.baseline,
+            max_entropy_samples=self.max_entropy_samples, max_noise_samples=self.max_noise_samples,
+        )
+
+    def row_chunks(self, amp, plan):
+        """Row ranges of one amplifier, about ``chunk_bytes`` of stored pixels each."""
+        rows = max(1, self.chunk_bytes // max(amp.row_bytes, 1))
+        return plan.row_chunks(rows)
+
+
+def _check_same_shape(layout):
+    shapes = {(a.nrows, a.ncols, a.nskips) for a in layout.amps}
+    if len(shapes) > 1:
+        raise SkipperError(layout.path, f"amplifiers of different shapes {sorted(shapes)}")
+
+
+def _metrics(layout, statistics, options):
+    with dask.config.set({"skipperdask.max-entropy-samples": options.max_entropy_samples,
+                          "skipperdask.max-noise-samples": options.max_noise_samples}):
+        analyses = [analyse(s, bin_width=options.bin_width) for s in statistics]
+    attrs = {"path": layout.path, "polarity": layout.polarity, "baseline": options.baseline}
+    return metrics_dataset(analyses, [a.name for a in layout.amps], attrs=attrs)
+
+
+def _record(layout, metrics, elapsed):
+    return ImageRecord(
+        path=layout.path, size=layout.size, mtime=layout.mtime, metrics=metrics, error="",
+        header=layout.primary_header, amp_headers={a.name: a.header for a in layout.amps},
+        elapsed=elapsed,
+    )
+
+
+def image_task(path, options):
+    """Read a file's headers; compute it whole when it is no larger than one chunk.
+
+    Returns the file's :class:`ImageRecord` (small files) or its layout (large files,
+    to be fanned out into row chunks).
+    """
+    start = time.perf_counter()
+    layout = scan_file(path, polarity=options.polarity)
+    _check_same_shape(layout)
+    if max(a.nbytes for a in layout.amps) > options.chunk_bytes:
+        return layout
+    statistics = []
+    for amp in layout.amps:
+        plan = options.plan(amp, layout.polarity)
+        statistics.append(read_chunk_statistics(amp, 0, amp.nrows, plan))
+    return _record(layout, _metrics(layout, statistics, options), time.perf_counter() - start)
+
+
+def fit_task(layout, options, parts_per_amp, started):
+    """Combine the row chunks of every amplifier of a file and fit: the file's record."""
+    statistics = [ImageStatistics.combine(parts) for parts in parts_per_amp]
+    return _record(layout, _metrics(layout, statistics, options), time.time() - started)
+
+
+@dataclass
+class Summary:
+    """How a campaign went."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def gbps(self):
+        """Input read, GB per second."""
+        return self.bytes / 1e9 / self.seconds if self.seconds else 0.0
+
+    def __str__(self):
+        return (f"{self.ok} images ok, {self.failed} failed, {self.skipped} skipped in "
+                f"{self.seconds:.1f} s ({self.gbps:.2f} GB/s)")
+
+
+class Progress:
+    """A one-line progress bar on a terminal: images done / total, GB/s."""
+
+    def __init__(self, total, enabled=None, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, summary, force=False):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < 0.2:
+            return
+        self.last = now
+        done = summary.ok + summary.failed
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        rate = summary.bytes / 1e9 / max(now - self.start, 1e-9)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} images"
+                          f"  {summary.failed} failed  {rate:.2f} GB/s ")
+        self.stream.flush()
+
+    def close(self, summary):
+        if self.enabled:
+            self.update(summary, force=True)
+            self.stream.write("\n")
+
+
+def files_to_process(paths, catalogue, reprocess=False):
+    """The paths not yet in the catalogue, or changed since (size or mtime), or all of them.
+
+    Returns
+    -------
+    (todo, skipped) : (list of str, list of str)
+    """
+    done = {} if reprocess else catalogue.processed()
+    todo, skipped = [], []
+    seen = set()
+    for path in paths:
+        path = os.path.abspath(path)
+        if path in seen:
+            continue
+        seen.add(path)
+        entry = done.get(path)
+        if entry is not None:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stat = None
+            if stat is not None and (stat.st_size, stat.st_mtime) == tuple(entry[:2]):
+                skipped.append(path)
+                continue
+        todo.append(path)
+    return todo, skipped
+
+
+def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv=None,
+            seed_tables=None, progress=None, window=None, commit_seconds=None):
+    """Compute the metrics of many files on a Dask cluster into a catalogue.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        The FITS files.
+    catalogue : str or os.PathLike
+        The Zarr store; created, or extended and updated.
+    client : distributed.Client, optional
+        The cluster to use; default a local cluster on loopback (see
+        :func:`skipperdask.cluster.connect`).
+    reprocess : bool
+        Recompute files already in the catalogue (the seed's ``-a``). By default they are
+        skipped unless their size or modification time changed.
+    options : Options, optional
+        Metric options; default from ``dask.config``.
+    csv : str, optional
+        The CSV table written beside the store, one row per image × amplifier; default the
+        store's path with ``.csv``.
+    seed_tables : dict of str to list of str, optional
+        The seed's text tables to write: table path -> the files it lists.
+    progress : bool, optional
+        Show a progress bar; default when standard error is a terminal.
+    window : int, optional
+        Files in flight at once; default four per worker thread.
+    commit_seconds : float, optional
+        Commit finished images to the catalogue at least this often (default 2 s) and at
+        the end, so a killed run loses at most that much work.
+
+    Returns
+    -------
+    xarray.Dataset
+        The whole catalogue. ``.attrs["summary"]`` says how the run went.
+    """
+    if client is None:
+        from .cluster import connect
+
+        with connect() as client:
+            return process(paths, catalogue, client=client, reprocess=reprocess, options=options,
+                           csv=csv, seed_tables=seed_tables, progress=progress, window=window,
+                           commit_seconds=commit_seconds)
+    options = options or Options.from_config()
+    store = Catalogue(catalogue)
+    store.provenance = {"skipperdask_version": __version__, "options": repr(options)}
+    todo, skipped = files_to_process(paths, store, reprocess)
+    summary = Summary(skipped=len(skipped))
+    bar = Progress(len(todo), enabled=progress)
+    commit_seconds = 2.0 if commit_seconds is None else commit_seconds
+    if window is None:
+        window = max(4, 4 * sum(client.nthreads().values()))
+    csv = csv or _default_csv(catalogue)
+
+    queue = deque(todo)
+    futures = as_completed()
+    path_of = {}  # future key -> its file
+    batch, last_commit = [], time.perf_counter()
+    start = time.perf_counter()
+
+    def submit_next():
+        if queue:
+            path = queue.popleft()
+            # a fresh key per run, so a rerun recomputes instead of reusing a cached result
+            key = f"image-{uuid.uuid4().hex}"
+            future = client.submit(image_task, path, options, key=key)
+            path_of[key] = path
+            futures.add(future)
+
+    def commit():
+        nonlocal batch, last_commit
+        if batch:
+            store.add(batch)
+            batch = []
+        store.write_csv(csv)
+        for table, listed in (seed_tables or {}).items():
+            store.write_seed_table(table, listed)
+        last_commit = time.perf_counter()
+
+    for _ in range(window):
+        submit_next()
+    for future in futures:
+        path = path_of.pop(future.key)
+        try:
+            result = future.result()
+        except Exception as error:  # the file's own failure: record it, go on
+            batch.append(_failed(path, error))
+            summary.failed += 1
+            submit_next()
+        else:
+            if isinstance(result, ImageRecord):
+                batch.append(result)
+                summary.ok += 1
+                summary.bytes += result.size
+                submit_next()
+            else:
+                fit = _fan_out(client, result, options)
+                path_of[fit.key] = path
+                futures.add(fit)
+        finally:
+            future.release()
+        if time.perf_counter() - last_commit > commit_seconds:
+            commit()
+        summary.seconds = time.perf_counter() - start
+        bar.update(summary)
+    commit()
+    summary.seconds = time.perf_counter() - start
+    bar.close(summary)
+    dataset = store.to_dataset()
+    dataset.attrs["summary"] = str(summary)
+    return dataset
+
+
+def _fan_out(client, layout, options):
+    """Submit the row-chunk statistics of a large file and the fit that gathers them."""
+    started = time.time()
+    parts_per_amp = []
+    for amp in layout.amps:
+        plan = options.plan(amp, layout.polarity)
+        parts_per_amp.append([
+            client.submit(read_chunk_statistics, amp, start, stop, plan,
+                          key=f"statistics-{uuid.uuid4().hex}")
+            for start, stop in options.row_chunks(amp, plan)
+        ])
+    return client.submit(fit_task, layout, options, parts_per_amp, started,
+                         key=f"fit-{uuid.uuid4().hex}")
+
+
+def _failed(path, error):
+    try:
+        stat = os.stat(path)
+        size, mtime = stat.st_size, stat.st_mtime
+    except OSError:
+        size, mtime = 0, 0.0
+    if isinstance(error, SkipperError):
+        message = str(error)
+    else:
+        message = f"{path}: {type(error).__name__}: {error}"
+    return ImageRecord(path=path, size=size, mtime=mtime, metrics=None, error=message, header={},
+                       amp_headers={}, elapsed=0.0)
+
+
+def _default_csv(catalogue):
+    root, _ = os.path.splitext(os.fspath(catalogue).rstrip("/"))
+    return root + ".csv"
