@@ -47,6 +47,9 @@ _STORAGE = {
     "float64": (">f8", -64, 0),
 }
 
+DTYPES = tuple(_STORAGE)
+DRIFT_KINDS = ("linear", "random_walk")
+
 # Truth field -> (header keyword, comment)
 _TRUTH_KEYWORDS = {
     "nrows": ("SIMNROW", "simulated rows"),
@@ -172,10 +175,8 @@ class Truth:
             ),
             "charge_loss must be a probability": not 0 <= self.charge_loss <= 1,
             "polarity must be -1 or +1": self.polarity not in (-1, 1),
-            "drift_kind must be 'linear' or 'random_walk'": (
-                self.drift_kind not in ("linear", "random_walk")
-            ),
-            f"dtype must be one of {sorted(_STORAGE)}": self.dtype not in _STORAGE,
+            f"drift_kind must be one of {DRIFT_KINDS}": self.drift_kind not in DRIFT_KINDS,
+            f"dtype must be one of {DTYPES}": self.dtype not in DTYPES,
             "averaged images are stored as float32 or float64": (
                 self.averaged and not str(self.dtype).startswith("float")
             ),
@@ -251,7 +252,7 @@ def write_image(path, truth=Truth(), *, header=None, overwrite=False, block_rows
     """
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
     if block_rows is None:
         block_rows = max(1, _BLOCK_VALUES // (truth.ncols * truth.nskips))
     primary = fits.Header()
@@ -360,7 +361,7 @@ def simulate_campaign(
     truth_table = directory / "truth.csv"
     existing = [str(p) for p in [truth_table, *(p for p, _, _ in plan)] if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)}: exist; pass overwrite=True to replace")
+        raise FileExistsError(f"already exist: {', '.join(existing)}; pass overwrite=True")
     directory.mkdir(parents=True, exist_ok=True)
     paths = [write_image(p, t, header=h, overwrite=overwrite) for p, t, h in plan]
     with open(truth_table, "w", newline="") as table:
