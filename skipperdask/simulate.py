@@ -111,7 +111,8 @@ class Truth:
     dark_current : float
         Mean electrons per pixel (Poisson λ), before tracks.
     pedestal : float
-        Value of a pixel without charge on row 0, in ADU.
+        Value of a pixel without charge on row 0, in ADU. The default leaves room for a
+        thousand electrons at the default gain before a raw image saturates at 0.
     polarity : {-1, +1} or None
         -1: charge lowers the value (raw images); +1: charge raises it.
         None: -1 for raw images, +1 for averaged ones (the seed's rule).
@@ -146,7 +147,7 @@ class Truth:
     gain: float = 10.0
     read_noise: float = 4.0
     dark_current: float = 0.1
-    pedestal: float = 1000.0
+    pedestal: float = 10000.0
     polarity: int | None = None
     drift: float = 0.0
     drift_kind: str = "linear"
