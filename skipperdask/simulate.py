@@ -439,8 +439,8 @@ class _AmpSimulation:
             electrons[index, self.track_cols[on_row][hit]] += self.track_electrons[on_row][hit]
             values[index] = 0.0
             if truth.charge_loss > 0:
-                # charge as the first sample sees it is added below with the baseline;
-                # here the losses of the later samples, negative
+                # the full charge is added below with the baseline; here what later samples
+                # miss of it (zero or negative)
                 charged = np.flatnonzero(electrons[index])
                 seen = _charge_seen(rng, electrons[index, charged], truth.nskips, truth.charge_loss)
                 lost = seen - electrons[index, charged, None]
@@ -539,17 +539,20 @@ def _write_compressed(path, truth, primary, block_rows):
     memory_type = np.dtype(disk_type).newbyteorder("=")
     if bzero:
         memory_type = np.dtype(f"u{memory_type.itemsize}")
-    hdus = [fits.PrimaryHDU(header=primary)]
+    fits.PrimaryHDU(header=primary).writeto(path)
+    naxis1 = truth.ncols * (1 if truth.averaged else truth.nskips)
     for amp in range(truth.namps):
-        data = np.concatenate(
-            [block.astype(memory_type) for block in _blocks(truth, amp, block_rows)]
+        data = np.empty((truth.nrows, naxis1), memory_type)
+        for start, block in zip(
+            range(0, truth.nrows, block_rows), _blocks(truth, amp, block_rows), strict=True
+        ):
+            data[start : start + len(block)] = block
+        compressed = fits.CompImageHDU(
+            data,
+            header=_image_header(truth, amp),
+            compression_type="GZIP_2" if truth.dtype.startswith("float") else "RICE_1",
+            quantize_level=0.0,  # lossless for floats too: the truth must survive
         )
-        hdus.append(
-            fits.CompImageHDU(
-                data,
-                header=_image_header(truth, amp),
-                compression_type="GZIP_2" if truth.dtype.startswith("float") else "RICE_1",
-                quantize_level=0.0,  # lossless for floats too: the truth must survive
-            )
-        )
-    fits.HDUList(hdus).writeto(path)
+        # one amplifier at a time: closing the file writes the appended HDU and frees it
+        with fits.open(path, mode="append") as hdus:
+            hdus.append(compressed)
