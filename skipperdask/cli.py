@@ -10,25 +10,200 @@ Sub-commands::
 """
 
 import argparse
+import os
 import sys
 
 from . import __version__
+
+
+def _add_cluster_options(parser):
+    """Where the work runs: Dask's own conventions (``--address``, ``--scheduler-file``)."""
+    group = parser.add_argument_group(
+        "cluster", "default: a local cluster on this machine, listening on 127.0.0.1 only"
+    )
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--address", metavar="ADDR",
+                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    where.add_argument("--scheduler-file", metavar="FILE",
+                       help="scheduler file written by `dask scheduler --scheduler-file`")
+    where.add_argument("--slurm", action="store_true",
+                       help="start the workers as SLURM jobs with dask-jobqueue "
+                       "(the `jobqueue.slurm` dask.config profile; see deploy/README.md)")
+    group.add_argument("--workers", metavar="N", type=int,
+                       help="worker processes of a local or SLURM cluster (default: one per core)")
+    group.add_argument("--threads-per-worker", metavar="N", type=int,
+                       help="threads per worker (default: skipperdask.threads-per-worker, 1)")
+    group.add_argument("--memory-limit", metavar="SIZE",
+                       help="memory per worker, e.g. 4GiB (default: the machine's memory shared)")
+    group.add_argument("--host", metavar="HOST",
+                       help="interface the local cluster listens on (default: 127.0.0.1)")
+    group.add_argument("--dashboard-address", metavar="ADDR",
+                       help="where the dashboard listens (default: 127.0.0.1:8787; :0 for any "
+                       "free port)")
+
+
+def _add_metric_options(parser):
+    group = parser.add_argument_group("metrics")
+    group.add_argument("--polarity", type=int, choices=(-1, 1),
+                       help="sign of charge in the stored values, overriding the rule: -1 unless "
+                       "the file name contains Avg or the header says IMAGE='averaged'")
+    group.add_argument("--baseline", choices=("none", "row-median"),
+                       help="subtract each row's median (use when the baseline drifts along "
+                       "rows; default: none)")
+    group.add_argument("--chunk-bytes", metavar="SIZE",
+                       help="stored pixels one statistics task reads (default: 64MiB)")
 
 
 def _add_run(subparsers):
     parser = subparsers.add_parser(
         "run",
         help="compute the metrics of many files into a catalogue (the seed's command line)",
-        description="Compute the quality metrics of skipper-CCD FITS files on a Dask cluster.",
+        description="Compute the quality metrics of skipper-CCD FITS files on a Dask cluster "
+        "into a Zarr catalogue, a CSV table and the seed's text table. Files already in the "
+        "catalogue are skipped unless they changed or -a is given.",
     )
-    parser.set_defaults(handler=_not_yet)
+    parser.add_argument("-f", "--filenames", nargs="+", metavar="PATTERN",
+                        help="file names, shell wildcards or regular expressions matched against "
+                        "the names in the directory (default: Img_[0-9]+.fits)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="the seed's text table, written in the processed directory unless "
+                        "absolute (default: img_preproc_out.txt)")
+    parser.add_argument("-d", "--directory", default=".", metavar="DIR",
+                        help="directory of the files (default: the current directory)")
+    parser.add_argument("-a", "--all", action="store_true",
+                        help="reprocess files already in the catalogue")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="also process the subdirectories (one text table per directory "
+                        "unless -o is absolute)")
+    parser.add_argument("-p", "--print", action="store_true",
+                        help="print the text table instead of writing it")
+    parser.add_argument("--catalogue", metavar="PATH",
+                        help="the Zarr catalogue (default: beside the output file, "
+                        "img_preproc_out.zarr, with img_preproc_out.csv)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cluster_options(parser)
+    _add_metric_options(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _connect(args):
+    from .cluster import connect
+
+    return connect(
+        address=args.address, scheduler_file=args.scheduler_file, slurm=args.slurm,
+        workers=args.workers, threads_per_worker=args.threads_per_worker,
+        memory_limit=args.memory_limit, host=args.host, dashboard_address=args.dashboard_address,
+    )
+
+
+def _run(args):
+    from . import config
+    from .files import select_files, tables_for
+    from .pipeline import Options, process
+
+    output = args.output or config.get("output", "img_preproc_out.txt")
+    paths = select_files(args.filenames, args.directory, args.recursive)
+    if not paths:
+        print(f"skipperdask run: no file matches {args.filenames or 'Img_[0-9]+.fits'} in "
+              f"{os.path.abspath(args.directory)}", file=sys.stderr)
+        return 1
+    tables = tables_for(paths, output)
+    if args.catalogue:
+        catalogue = args.catalogue
+    else:
+        table = os.path.join(os.path.abspath(args.directory), output)
+        catalogue = os.path.splitext(table)[0] + ".zarr"
+    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
+                                  chunk_bytes=args.chunk_bytes)
+    print(f"{len(paths)} files, catalogue {os.path.abspath(catalogue)}", flush=True)
+    with _connect(args) as client:
+        _print_dashboard(client)
+        dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
+                          seed_tables=None if args.print else tables,
+                          progress=False if args.no_progress else None)
+    print(dataset.attrs["summary"], flush=True)
+    if args.print:
+        from .catalogue import Catalogue
+
+        print(Catalogue(catalogue).format_seed_table(paths))
+    return 0
+
+
+def _print_dashboard(client):
+    from .cluster import dashboard_link
+
+    link = dashboard_link(client)
+    if link:
+        print(f"Dask dashboard: {link}", flush=True)
 
 
 def _add_demo(subparsers):
     parser = subparsers.add_parser(
-        "demo", help="simulate a small campaign and process it on a local cluster"
+        "demo", help="simulate a small campaign and process it on a local cluster",
+        description="Simulate a small campaign whose truth is known, process it on a local Dask "
+        "cluster (watch the dashboard) and compare the measured gain, noise and dark current "
+        "with the truth.",
     )
-    parser.set_defaults(handler=_not_yet)
+    parser.add_argument("directory", nargs="?",
+                        help="where to write the campaign (default: a new temporary directory)")
+    parser.add_argument("-n", "--images", type=int, default=12, metavar="N",
+                        help="images in the campaign (default: 12)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cluster_options(parser)
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args):
+    import tempfile
+
+    from .catalogue import Catalogue
+    from .pipeline import process
+    from .simulate import simulate_campaign
+
+    directory = os.path.abspath(args.directory or tempfile.mkdtemp(prefix="skipperdask-demo-"))
+    os.makedirs(directory, exist_ok=True)
+    print(f"Simulating {args.images} images in {directory} ...", flush=True)
+    paths = [os.path.abspath(p) for p in simulate_campaign(
+        directory, args.images, seed=args.seed, overwrite=True, nrows=200, ncols=400, nskips=25,
+        tracks=3,
+    )]
+    catalogue = os.path.join(directory, "img_preproc_out.zarr")
+    table = os.path.join(directory, "img_preproc_out.txt")
+    with _connect(args) as client:
+        _print_dashboard(client)
+        dataset = process(paths, catalogue, client=client, reprocess=True,
+                          seed_tables={table: paths},
+                          progress=False if args.no_progress else None)
+    print(dataset.attrs["summary"])
+    print(Catalogue(catalogue).format_seed_table(paths))
+    print(_truth_comparison(dataset, directory))
+    print(f"\nCatalogue: {catalogue}\n  open it with: xarray.open_zarr({catalogue!r})")
+    print(f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}\nText table: {table}")
+    return 0
+
+
+def _truth_comparison(dataset, directory):
+    """Measured against simulated gain, noise and dark current, one line per image."""
+    import csv
+
+    with open(os.path.join(directory, "truth.csv")) as f:
+        truth = {row["filename"]: row for row in csv.DictReader(f)}
+    lines = ["\nmeasured (truth), first amplifier:",
+             f"{'file':<14}{'gain ADU/e-':>20}{'noise of average':>22}{'dark current':>22}"]
+    for i, path in enumerate(dataset["path"].values):
+        row = truth.get(os.path.basename(str(path)))
+        if row is None:
+            continue
+        m = dataset.isel(image=i, amp=0)
+        averaged_noise = float(row["read_noise"]) / float(row["nskips"]) ** 0.5
+        lines.append(
+            f"{os.path.basename(str(path)):<14}"
+            f"{float(m['aduConversion']):>12.3f} ({float(row['gain']):.3f})"
+            f"{float(m['skNoise']):>14.3f} ({averaged_noise:.3f})"
+            f"{float(m['darkCurrent']):>14.4f} ({float(row['dark_current']):.4f})"
+        )
+    return "\n".join(lines)
 
 
 def _add_simulate(subparsers):
