@@ -34,8 +34,11 @@ class PixelArray(BackendArray):
                 f"{amp.name}: {amp.nrows} rows x {amp.ncols} cols x {amp.nskips} samples"
                 for amp in layout.amps
             )
-            raise SkipperError(layout.path, "the amplifiers differ in shape and cannot form "
-                                            f"one (amp, row, col, skip) array ({described})")
+            raise SkipperError(
+                layout.path,
+                "the amplifiers differ in shape and cannot form "
+                f"one (amp, row, col, skip) array ({described})",
+            )
         self.layout = layout
         self.shape = (len(layout.amps), first.nrows, first.ncols, first.nskips)
         self.dtype = np.result_type(*(amp.value_dtype for amp in layout.amps))
@@ -127,8 +130,10 @@ class SkipperBackendEntrypoint(BackendEntrypoint):
             Overrides the rule of :func:`skipperdask.reader.resolve_polarity`.
         """
         if not isinstance(filename_or_obj, str | os.PathLike):
-            raise TypeError("the skipperdask engine reads FITS files by path, "
-                            f"not {type(filename_or_obj).__name__}")
+            raise TypeError(
+                "the skipperdask engine reads FITS files by path, "
+                f"not {type(filename_or_obj).__name__}"
+            )
         dataset = dataset_from_layout(scan_file(filename_or_obj, polarity=polarity))
         return dataset.drop_vars(drop_variables or [], errors="ignore")
 

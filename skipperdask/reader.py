@@ -205,22 +205,29 @@ def scan_file(path, *, polarity=None):
             with fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:
                 primary_header = _header_dict(hdul[0].header)
                 images = [
-                    (index, hdu.header.get("EXTNAME"), _header_dict(hdu.header),
-                     hdu.fileinfo()["datLoc"],
-                     isinstance(hdu, fits.CompImageHDU))
+                    (
+                        index,
+                        hdu.header.get("EXTNAME"),
+                        _header_dict(hdu.header),
+                        hdu.fileinfo()["datLoc"],
+                        isinstance(hdu, fits.CompImageHDU),
+                    )
                     for index, hdu in enumerate(hdul)
                     if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)
                     and hdu.header.get("NAXIS", 0) > 0
                 ]
         except OSError as error:
             raise SkipperError(path, f"not a FITS file ({error})") from error
-    _raise_for_damage(path, caught)
-
+    # astropy stops at a header it cannot read, and only warns about it and about missing data
+    damaged = _complaint(caught, "Error validating header", "END card")
+    if damaged:
+        raise SkipperError(path, f"truncated or corrupt header ({damaged})")
     if not images:
         raise SkipperError(path, "no image data: no HDU holds a 2-D image")
-    amps = tuple(
-        _amp_layout(path, primary_header, stat.st_size, *image) for image in images
-    )
+    amps = tuple(_amp_layout(path, primary_header, stat.st_size, *image) for image in images)
+    truncated = _complaint(caught, "truncated")  # compressed data, or the last padding
+    if truncated:
+        raise SkipperError(path, f"truncated file ({truncated})")
     return FileLayout(
         path=path,
         size=stat.st_size,
@@ -370,13 +377,13 @@ def open_image(path, *, chunks=None, polarity=None):
     return pixels
 
 
-def _amp_layout(path, primary_header, file_size, index, extname, header, data_offset,
-                compressed):
+def _amp_layout(path, primary_header, file_size, index, extname, header, data_offset, compressed):
     naxis = header["NAXIS"]
     if naxis != 2:
         shape = " x ".join(str(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
-        raise SkipperError(path, f"HDU {index} holds {naxis}-D data ({shape}): only 2-D images "
-                                 "are supported")
+        raise SkipperError(
+            path, f"HDU {index} holds {naxis}-D data ({shape}): only 2-D images are supported"
+        )
     nrows, naxis1 = header["NAXIS2"], header["NAXIS1"]
     keyword, nskips = _samples_per_pixel(path, index, header, primary_header)
     ncol = _integer_or_none(header.get("NCOL", primary_header.get("NCOL")))
@@ -388,8 +395,7 @@ def _amp_layout(path, primary_header, file_size, index, extname, header, data_of
     if averaged:
         nskips = 1
     if naxis1 % nskips:
-        raise SkipperError(path, f"HDU {index}: {keyword}={nskips} does not divide "
-                                 f"NAXIS1={naxis1}")
+        raise SkipperError(path, f"HDU {index}: {keyword}={nskips} does not divide NAXIS1={naxis1}")
 
     bitpix = header["BITPIX"]
     if bitpix not in _STORED_DTYPES:
@@ -397,16 +403,28 @@ def _amp_layout(path, primary_header, file_size, index, extname, header, data_of
     stored = np.dtype(_STORED_DTYPES[bitpix])
     bscale, bzero = float(header.get("BSCALE", 1)), float(header.get("BZERO", 0))
     amp = AmpLayout(
-        path=path, hdu=index, name=extname or str(index), nrows=nrows, ncols=naxis1 // nskips,
-        nskips=nskips, header=header, dtype=stored, bscale=bscale, bzero=bzero,
-        data_offset=None if compressed else data_offset, compressed=compressed,
+        path=path,
+        hdu=index,
+        name=extname or str(index),
+        nrows=nrows,
+        ncols=naxis1 // nskips,
+        nskips=nskips,
+        header=header,
+        dtype=stored,
+        bscale=bscale,
+        bzero=bzero,
+        data_offset=None if compressed else data_offset,
+        compressed=compressed,
     )
     if compressed:
         # astropy decompresses and scales: the rows come as it gives them
         return dataclasses.replace(amp, dtype=amp.value_dtype, bscale=1.0, bzero=0.0)
     if file_size < data_offset + amp.nbytes:
-        raise SkipperError(path, f"truncated file: {file_size} bytes, but the data of HDU "
-                                 f"{index} end at byte {data_offset + amp.nbytes}")
+        raise SkipperError(
+            path,
+            f"truncated file: {file_size} bytes, but the data of HDU "
+            f"{index} end at byte {data_offset + amp.nbytes}",
+        )
     return amp
 
 
@@ -422,8 +440,11 @@ def _samples_per_pixel(path, index, header, primary_header):
                 except (TypeError, ValueError):
                     number = float("nan")
                 if not (number.is_integer() and number >= 1):
-                    raise SkipperError(path, f"HDU {index}: {keyword}={value!r} is not a "
-                                             "positive integer number of samples per pixel")
+                    raise SkipperError(
+                        path,
+                        f"HDU {index}: {keyword}={value!r} is not a "
+                        "positive integer number of samples per pixel",
+                    )
                 return keyword, int(number)
     return None, 1
 
@@ -462,15 +483,13 @@ def _header_dict(header):
     }
 
 
-def _raise_for_damage(path, caught):
-    """Turn astropy's warnings about a damaged file into a SkipperError."""
+def _complaint(caught, *phrases):
+    """The first of astropy's warnings that says one of ``phrases``, on one line, or None."""
     for warning in caught:
-        message = str(warning.message)
-        if "truncated" in message:
-            raise SkipperError(path, f"truncated file ({message})")
-        if "Error validating header" in message or "END card" in message:
-            raise SkipperError(path, "truncated or corrupt header: "
-                                     + " ".join(message.split()))
+        message = " ".join(str(warning.message).split())
+        if any(phrase in message for phrase in phrases):
+            return message
+    return None
 
 
 def _read_compressed_rows(amp, row_start, row_stop):
@@ -478,6 +497,8 @@ def _read_compressed_rows(amp, row_start, row_stop):
         with fits.open(amp.path, mode="readonly") as hdul:
             return hdul[amp.hdu].section[row_start:row_stop]
     except (OSError, ValueError, TypeError, IndexError) as error:
-        raise SkipperError(amp.path, f"HDU {amp.hdu} rows {row_start}:{row_stop} cannot be "
-                                     f"decompressed (truncated or corrupt file?): {error}"
-                           ) from error
+        raise SkipperError(
+            amp.path,
+            f"HDU {amp.hdu} rows {row_start}:{row_stop} cannot be "
+            f"decompressed (truncated or corrupt file?): {error}",
+        ) from error
