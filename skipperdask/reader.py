@@ -18,6 +18,8 @@ import dataclasses
 import os
 import warnings
 
+import dask.base
+import dask.utils
 import numpy as np
 from astropy.io import fits
 
@@ -331,8 +333,6 @@ def default_chunks(layout):
     dict
         Dimension -> chunk size.
     """
-    import dask.utils
-
     amp = layout.amps[0]
     target = dask.utils.parse_bytes(config.get("chunk-bytes", "64MiB"))
     rows = max(1, min(amp.nrows, target // (amp.row_length * amp.value_dtype.itemsize)))
@@ -372,9 +372,13 @@ def open_image(path, *, chunks=None, polarity=None):
 
     layout = scan_file(path, polarity=polarity)
     dataset = dataset_from_layout(layout)
-    pixels = dataset["pixels"].chunk({**default_chunks(layout), **(chunks or {})})
-    pixels.attrs = {**dataset.attrs, **pixels.attrs}
-    return pixels
+    pixels = dataset["pixels"]
+    chunks = default_chunks(layout) | (chunks or {})
+    # the name changes with the file and the chunks, as xr.open_dataset's do
+    name = "pixels-" + dask.base.tokenize(layout.path, layout.size, layout.mtime, chunks)
+    # chunk the pixels only: the small coordinates stay in memory
+    lazy = pixels.variable.chunk(chunks, name=name)
+    return pixels.copy(data=lazy.data).assign_attrs(dataset.attrs | pixels.attrs)
 
 
 def _amp_layout(path, primary_header, file_size, index, extname, header, data_offset, compressed):

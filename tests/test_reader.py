@@ -281,7 +281,9 @@ def test_chunks_argument_and_default(big_file):
 def test_dask_names_follow_the_file(big_file):
     path, _ = big_file
     name = open_image(path).data.name
+    assert name.startswith("pixels-")
     assert open_image(path).data.name == name
+    assert open_image(path, chunks={"row": 10}).data.name != name
     os.utime(path, (0, 12345.0))
     assert open_image(path).data.name != name
 
