@@ -70,7 +70,7 @@ class AmpLayout:
     nrows: int
     ncols: int
     nskips: int
-    header: dict
+    header: dict = dataclasses.field(hash=False)
     dtype: np.dtype
     bscale: float
     bzero: float
@@ -132,7 +132,7 @@ class FileLayout:
     path: str
     size: int
     mtime: float
-    primary_header: dict
+    primary_header: dict = dataclasses.field(hash=False)
     polarity: int
     amps: tuple
 
@@ -194,6 +194,15 @@ def scan_file(path, *, polarity=None):
     SkipperError
         Not a FITS file, truncated, no image data, a sample count that is not a positive
         integer or does not divide ``NAXIS1``, or data that are not 2-D.
+
+    Notes
+    -----
+    The amplifiers are the image HDUs with data, in file order. Samples per pixel come from
+    ``NDCMS``, else ``NDCM``, else ``NSAMP``, in the HDU's header, else in the primary header
+    (1 when none is there; strings such as ``NSAMP = '15'`` are read as numbers). The samples
+    were already averaged, and ``nskips`` is 1 (the headers keep the nominal count), when the
+    file's name contains ``Avg``, when the primary header says ``IMAGE = 'averaged'``, or
+    when ``NAXIS1`` equals the header's ``NCOL``.
     """
     path = os.path.abspath(os.fspath(path))
     try:
@@ -218,8 +227,8 @@ def scan_file(path, *, polarity=None):
                     if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)
                     and hdu.header.get("NAXIS", 0) > 0
                 ]
-        except OSError as error:
-            raise SkipperError(path, f"not a FITS file ({error})") from error
+        except (OSError, ValueError, fits.VerifyError) as error:
+            raise SkipperError(path, f"not a FITS file, or a damaged one ({error})") from error
     # astropy stops at a header it cannot read, and only warns about it and about missing data
     damaged = _complaint(caught, "Error validating header", "END card")
     if damaged:

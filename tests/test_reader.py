@@ -207,6 +207,7 @@ def test_layout_from_headers(tmp_path):
     assert amp.data_offset == 2880 and not amp.compressed
     assert amp.nbytes == 6 * 35 * 4 == 6 * amp.row_bytes
     assert pickle.loads(pickle.dumps(layout)) == layout
+    assert hash(scan_file(path)) == hash(layout)
 
 
 def test_compressed_layout(tmp_path):
@@ -257,6 +258,29 @@ def test_open_reads_nothing_and_a_chunk_reads_only_its_rows(big_file, monkeypatc
     assert counter.ranges == [("3", 30, 40)]
     assert counter.bytes == 10 * 50 * 20 * 4
     np.testing.assert_array_equal(block, raws[2][30:40].reshape(10, 50, 20))
+
+
+def bytes_read_by_this_process():
+    with open("/proc/self/io") as f:
+        return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux's /proc/self/io")
+def test_bytes_read_from_disk(big_file, tmp_path):
+    path, raws = big_file
+    # a first, small image loads the modules the reading needs, so that only the file counts
+    warm = write(tmp_path / "warm.fits", image(raws[0][:20], NDCMS=20))
+    open_image(warm, chunks={"row": 10})[0, :10].values  # noqa: B018
+
+    start = bytes_read_by_this_process()
+    pixels = open_image(path, chunks={"row": 10})
+    headers = bytes_read_by_this_process() - start
+    pixels.isel(amp=1, row=slice(500, 510)).values  # noqa: B018
+    chunk = bytes_read_by_this_process() - start - headers
+
+    # astropy reads a few 2880-byte blocks around each of the 5 headers, never 4 MB of data
+    assert headers < 20 * 2880
+    assert 10 * 50 * 20 * 4 <= chunk < 10 * 50 * 20 * 4 + 4096
 
 
 def test_a_compressed_chunk_reads_only_its_rows(tmp_path, monkeypatch):
