@@ -204,7 +204,7 @@ def scan_file(path, *, polarity=None):
     file's name contains ``Avg``, when the primary header says ``IMAGE = 'averaged'``, or
     when ``NAXIS1`` equals the header's ``NCOL``.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     try:
         stat = os.stat(path)
     except OSError as error:
