@@ -51,7 +51,7 @@ class PixelArray(BackendArray):
     def _getitem(self, key):
         # integers select one index and drop the dimension: read them as length-1 slices
         amp_key, row_key, col_key, skip_key = (
-            k if isinstance(k, slice) else slice(k, k + 1) for k in key
+            k if isinstance(k, slice) else slice(k, k + 1 or None) for k in key
         )
         amps = self.layout.amps[amp_key]
         rows, cols, skips = (
