@@ -4,7 +4,17 @@ import pathlib
 
 import pytest
 
-REAL_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+def _find_real_data():
+    """``shared/data/real`` beside the repository (or beside a worktree's parents)."""
+    for folder in pathlib.Path(__file__).resolve().parents[1].parents:
+        candidate = folder / "shared" / "data" / "real"
+        if candidate.is_dir():
+            return candidate
+    return pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+REAL_DATA = _find_real_data()
 
 
 @pytest.fixture(scope="session")
