@@ -1,0 +1,751 @@
+"""The fits of SPEC §2, on small in-memory arrays (values of an average image, or histograms).
+
+Everything here works in the frame where charge raises the value (the caller flips raw images).
+
+The Gaussian-smeared Poisson
+----------------------------
+The average image's histogram is fitted with
+
+    counts_i = n · Σ_k Pois(k; λ) · ∫_bin_i Normal(x; x0 + g·k, σ) dx
+
+(the model integrated over each bin, so that σ may be smaller than the bin width), by
+least squares on Poisson deviance residuals, i.e. a binned Poisson maximum likelihood whose
+minimum is also the fit-quality figure: ``chi2_reduced`` = deviance / degrees of freedom.
+
+:func:`fit_gauss_poisson` proceeds as a DAMIC-M analyst does by hand:
+
+1. **Zero-electron peak.** Charge only raises the value, so the lowest values belong to the
+   zero-electron peak. The spread of the lowest quantiles gives a first scale; the lowest
+   prominent peak of the histogram is the zero-electron peak; a bin-integrated Gaussian fitted
+   to its lower side (where no other peak lies) gives x0, σ and its area A0; λ starts at
+   -ln(A0 / N).
+2. **Gain.** The zero-peak Gaussian is subtracted and the residual smoothed with a kernel of
+   width σ; its most prominent peaks above x0 + 1.5σ give candidate gains (peak - x0). Each
+   candidate is fitted (step 3) and the best fit kept.
+3. **Fit window (replaces the seed's "median ± 3 MAD, at least 200 ADU").** A fixed 200-ADU
+   width holds tracks when g is 2 ADU and misses the first peak when g is 300 ADU; ±3 MAD is
+   the zero peak's width when λ is small. The window is therefore built from the estimates:
+   from x0 - 5σ up to the last *populated* peak, k_top = the largest k with
+   n·Pois(k; λ) ≥ 5 pixels (at least 1), plus max(3σ, g/2). What lies above (tracks,
+   clusters) is outside the fit. Bins have ``bin_width``, centred on its multiples (right
+   for integer data); if the window would exceed 20,000 bins the bins are widened by an
+   integer factor.
+4. **Quality test and fall-backs.** Poisson heights are accepted when the reduced χ² is at
+   most ``CHI2_ACCEPT``; otherwise peaks get free heights (one area per peak; λ is then the
+   ratio of the one- to the zero-electron areas, insensitive to clusters that over-populate
+   the higher peaks); if that also fails the test the gain and λ are reported missing
+   ("model does not describe the data"). When the least-squares fit itself fails (no
+   convergence, a parameter on its bound), the fallback of SPEC §2 is used (:func:`fit_peaks`).
+5. **Resolution.** The single-electron peaks are *resolved* when σ/g < 0.5: two equal
+   Gaussians 2σ apart are where a dip between them first appears, so beyond that the
+   histogram has no peaks to space, and gain and λ become degenerate. They are also not
+   resolved when fewer than ``MIN_PEAK_PIXELS`` pixels are expected in the one-electron peak.
+   In both cases gain and λ are missing with the reason "single-electron peaks not resolved".
+
+Zero noise: when the zero-electron peak lies within one histogram bin (nothing spills into
+its neighbours), its width cannot be measured: σ, gain and λ are missing with a reason
+(use a finer ``bin_width`` if the values are not quantised). The constant image, fewer than
+``MIN_PIXELS`` values, no finite value: all missing with a reason; nothing raises.
+
+Errors are one standard deviation from the inverse of JᵀJ at the minimum (J the Jacobian of
+the deviance residuals), multiplied by max(1, χ²_reduced) when the model is not perfect, as
+the PDG scale factor does (never shrunk by a χ² below 1).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, optimize, signal, special, stats
+
+__all__ = [
+    "GaussPoissonFit",
+    "GaussianFit",
+    "LineFit",
+    "fit_gauss_poisson",
+    "fit_gaussian",
+    "fit_line",
+    "fit_peaks",
+    "gauss_poisson_counts",
+    "tail_ratio",
+]
+
+#: fewest finite values for the Gaussian-smeared Poisson fit
+MIN_PIXELS = 100
+#: largest reduced χ² (deviance per degree of freedom) for which a fit is accepted
+CHI2_ACCEPT = 3.0
+#: the one-electron peak must hold at least this many pixels for a gain
+MIN_PEAK_PIXELS = 20
+#: σ/g at and beyond which the single-electron peaks merge
+RESOLUTION_LIMIT = 0.5
+#: a peak is populated when the model puts at least this many pixels in it
+POPULATED = 5.0
+#: most bins of the fitted histogram
+MAX_BINS = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianFit:
+    """A Gaussian fitted to a histogram; NaN with ``reason`` when the fit failed."""
+
+    mu: float
+    sigma: float
+    amplitude: float  # area, in counts
+    mu_err: float
+    sigma_err: float
+    amplitude_err: float
+    chi2_reduced: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class LineFit:
+    """A straight line y = slope·x + intercept; NaN with ``reason`` when it cannot be fitted."""
+
+    slope: float
+    intercept: float
+    slope_err: float
+    intercept_err: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class GaussPoissonFit:
+    """The Gaussian-smeared Poisson fit of an average image (see the module docstring).
+
+    ``reasons`` maps a parameter name (``"x0"``, ``"sigma"``, ``"gain"``, ``"lam"``) to why it
+    is NaN; a name absent from it means the value is good. ``edges`` and ``counts`` are the
+    histogram actually fitted.
+    """
+
+    x0: float
+    sigma: float
+    gain: float
+    lam: float
+    n: float
+    x0_err: float
+    sigma_err: float
+    gain_err: float
+    lam_err: float
+    chi2_reduced: float
+    ndof: int
+    method: str  # "poisson", "free-heights", "fallback" or "none"
+    edges: np.ndarray = field(repr=False)
+    counts: np.ndarray = field(repr=False)
+    reasons: dict = field(default_factory=dict)
+
+
+def _missing_fit(reasons, *, x0=np.nan, sigma=np.nan, sigma_err=np.nan, x0_err=np.nan):
+    """A fit with gain and λ missing (and whatever else ``reasons`` names)."""
+    empty = np.zeros(0)
+    return GaussPoissonFit(
+        x0=x0, sigma=sigma, gain=np.nan, lam=np.nan, n=np.nan, x0_err=x0_err,
+        sigma_err=sigma_err, gain_err=np.nan, lam_err=np.nan, chi2_reduced=np.nan, ndof=0,
+        method="none", edges=empty, counts=empty, reasons=dict(reasons),
+    )
+
+
+# ---------------------------------------------------------------- models
+
+def _bin_probabilities(edges, mu, sigma):
+    """Probability of each bin for Normal(mu_k, sigma): shape (len(mu), len(edges) - 1).
+
+    Upper tails are taken from the right (ndtr(-z)) so that far bins keep their precision.
+    """
+    z = (np.asarray(edges)[None, :] - np.asarray(mu, dtype=float)[:, None]) / sigma
+    lo, hi = z[:, :-1], z[:, 1:]
+    return np.where(lo > 0, special.ndtr(-lo) - special.ndtr(-hi),
+                    special.ndtr(hi) - special.ndtr(lo))
+
+
+def gauss_poisson_counts(edges, n, x0, sigma, gain, lam, kmax=9):
+    """Expected counts per bin of the Gaussian-smeared Poisson.
+
+    Parameters
+    ----------
+    edges : array_like
+        Bin edges, increasing (length = number of bins + 1).
+    n : float
+        Number of pixels the model describes.
+    x0, sigma, gain, lam : float
+        Zero-electron peak, noise, ADU per electron and mean electrons per pixel.
+    kmax : int, optional
+        Highest number of electrons in the sum.
+
+    Returns
+    -------
+    ndarray
+        n · Σ_{k=0..kmax} Pois(k; λ) · (Φ((e_{i+1} - x0 - g·k)/σ) - Φ((e_i - x0 - g·k)/σ)).
+    """
+    k = np.arange(kmax + 1)
+    weights = stats.poisson.pmf(k, lam)
+    return n * (weights @ _bin_probabilities(edges, x0 + gain * k, sigma))
+
+
+def _peaks_counts(edges, x0, sigma, gain, areas):
+    """Expected counts per bin of peaks of free areas at x0 + g·k, k = 0 … len(areas) - 1."""
+    k = np.arange(len(areas))
+    return np.asarray(areas) @ _bin_probabilities(edges, x0 + gain * k, sigma)
+
+
+# ---------------------------------------------------------------- least squares
+
+def _deviance_residuals(counts, model):
+    """Signed square roots of the Poisson deviance: their squares sum to -2 ln(L/L_saturated)."""
+    model = np.maximum(model, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_term = np.where(counts > 0, counts * np.log(counts / model), 0.0)
+    deviance = np.maximum(2.0 * (model - counts + log_term), 0.0)
+    return np.sign(counts - model) * np.sqrt(deviance)
+
+
+@dataclass(frozen=True)
+class _LeastSquares:
+    params: np.ndarray
+    errors: np.ndarray
+    cov: np.ndarray
+    chi2_reduced: float
+    ndof: int
+    ok: bool  # converged, covariance of full rank, no parameter on a bound
+
+
+def _fit_counts(model, p0, lower, upper, counts):
+    """Poisson least squares of ``model(params)`` on ``counts``, with honest errors."""
+    p0 = np.clip(np.asarray(p0, dtype=float), lower, upper)
+    try:
+        with np.errstate(all="ignore"):
+            result = optimize.least_squares(
+                lambda p: _deviance_residuals(counts, model(p)), p0,
+                bounds=(lower, upper), x_scale="jac", method="trf",
+            )
+    except (ValueError, np.linalg.LinAlgError):
+        nan = np.full(len(p0), np.nan)
+        return _LeastSquares(nan, nan, np.diag(nan), np.nan, 0, False)
+    ndof = int(counts.size - len(p0))
+    chi2_reduced = 2.0 * result.cost / ndof if ndof > 0 else np.nan
+    # covariance as curve_fit computes it (pseudo-inverse of JᵀJ through the SVD of J)
+    _, s, vt = np.linalg.svd(result.jac, full_matrices=False)
+    full_rank = s.size == len(p0) and s[-1] > np.finfo(float).eps * max(result.jac.shape) * s[0]
+    if full_rank:
+        cov = (vt.T / s**2) @ vt
+        if np.isfinite(chi2_reduced):
+            cov = cov * max(1.0, chi2_reduced)
+    else:
+        cov = np.full((len(p0), len(p0)), np.nan)
+    # a parameter stuck on a bound that only limits the search means a failed fit;
+    # a bound at exactly 0 (λ, areas) is physical and may be reached
+    span = np.where(np.isfinite(upper - lower), upper - lower, np.abs(result.x) + 1.0)
+    stuck = (np.isfinite(lower) & (lower != 0) & (result.x - lower < 1e-6 * span)) | (
+        np.isfinite(upper) & (upper - result.x < 1e-6 * span))
+    on_bound = bool(np.any(stuck))
+    ok = bool(result.success and full_rank and not on_bound and np.isfinite(chi2_reduced))
+    return _LeastSquares(result.x, np.sqrt(np.diag(cov)), cov, chi2_reduced, ndof, ok)
+
+
+def _histogram(values, lo, hi, bin_width):
+    """Counts and edges on bins of ``bin_width`` centred on its multiples, covering [lo, hi]."""
+    first = (np.floor(lo / bin_width + 0.5) - 0.5) * bin_width
+    nbins = max(int(np.ceil((hi - first) / bin_width)), 1)
+    if nbins > MAX_BINS:
+        factor = int(np.ceil(nbins / MAX_BINS))
+        bin_width *= factor
+        nbins = int(np.ceil(nbins / factor))
+    counts, edges = np.histogram(values, bins=nbins, range=(first, first + nbins * bin_width))
+    return counts.astype(float), edges
+
+
+# ---------------------------------------------------------------- Gaussian and line
+
+def fit_gaussian(counts, edges):
+    """Fit a bin-integrated Gaussian to a histogram.
+
+    Starts from the moments of the histogram; Poisson least squares (deviance residuals).
+
+    Parameters
+    ----------
+    counts : array_like
+        Counts per bin.
+    edges : array_like
+        Bin edges (``len(counts) + 1``).
+
+    Returns
+    -------
+    GaussianFit
+        ``mu``, ``sigma`` and ``amplitude`` (area in counts) with their one-sigma errors and the
+        reduced χ²; all NaN with ``reason`` when the histogram cannot give a Gaussian (empty,
+        fewer than 3 bins, all counts in one bin) or the fit fails.
+    """
+    counts = np.asarray(counts, dtype=float)
+    edges = np.asarray(edges, dtype=float)
+
+    def failed(reason):
+        return GaussianFit(*([np.nan] * 7), reason=reason)
+
+    if counts.size < 3 or edges.size != counts.size + 1:
+        return failed(f"fewer than 3 bins ({counts.size})")
+    if not np.all(np.isfinite(counts)) or counts.sum() <= 0:
+        return failed("empty histogram")
+    if np.count_nonzero(counts) < 2:
+        return failed("all counts in one bin: width below the bin width")
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    total = counts.sum()
+    mu = np.sum(counts * centres) / total
+    width = np.min(np.diff(edges))
+    # moments of the binned data, less the bin's own variance (Sheppard), never below 1/4 bin
+    variance = np.sum(counts * (centres - mu) ** 2) / total - width**2 / 12
+    sigma = np.sqrt(max(variance, (width / 4) ** 2))
+
+    def model(p):
+        return p[2] * _bin_probabilities(edges, [p[0]], p[1])[0]
+
+    lower = np.array([edges[0], 1e-6 * width, 0.0])
+    upper = np.array([edges[-1], edges[-1] - edges[0], np.inf])
+    fit = _fit_counts(model, [mu, sigma, total], lower, upper, counts)
+    if not fit.ok:
+        return failed("Gaussian fit did not converge")
+    return GaussianFit(*fit.params, *fit.errors, fit.chi2_reduced)
+
+
+def fit_line(x, y):
+    """Fit a straight line by ordinary least squares.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Points; pairs with a non-finite value are left out.
+
+    Returns
+    -------
+    LineFit
+        slope, intercept and their standard errors from the scatter of the residuals; NaN
+        with ``reason`` for fewer than 3 points or when all x are equal.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    good = np.isfinite(x) & np.isfinite(y)
+    x, y = x[good], y[good]
+    if x.size < 3:
+        return LineFit(np.nan, np.nan, np.nan, np.nan, f"fewer than 3 points ({x.size})")
+    x_mean, y_mean = x.mean(), y.mean()
+    sxx = np.sum((x - x_mean) ** 2)
+    if sxx == 0:
+        return LineFit(np.nan, np.nan, np.nan, np.nan, "all x values equal")
+    slope = np.sum((x - x_mean) * (y - y_mean)) / sxx
+    intercept = y_mean - slope * x_mean
+    residual_variance = np.sum((y - intercept - slope * x) ** 2) / (x.size - 2)
+    slope_err = np.sqrt(residual_variance / sxx)
+    intercept_err = np.sqrt(residual_variance * (1 / x.size + x_mean**2 / sxx))
+    return LineFit(slope, intercept, slope_err, intercept_err)
+
+
+# ---------------------------------------------------------------- starting values
+
+@dataclass(frozen=True)
+class _ZeroPeak:
+    """The zero-electron peak from a Gaussian on its lower side."""
+
+    x0: float
+    sigma: float
+    area: float
+    x0_err: float
+    sigma_err: float
+
+
+def _first_scale(values, bin_width):
+    """Lowest quantile and a scale of the noise from the spread of the lowest quantiles.
+
+    The lowest values all belong to the zero-electron peak; between the quantiles p and 4p
+    (p = 0.1 %) its Gaussian tail spans 0.44σ (λ = 0) to 0.65σ (λ = 3), so twice the
+    spread is σ within ±30 %; the histogram cannot resolve less than a bin.
+    """
+    p_low = max(0.001, 10 / values.size)
+    q1, q2 = np.quantile(values, [p_low, 4 * p_low])
+    return q1, max(2 * (q2 - q1), bin_width)
+
+
+def _smooth(counts, width_in_bins):
+    """Counts smoothed by a Gaussian kernel (left alone below one bin), and the variance factor."""
+    if width_in_bins < 1.0:
+        return counts, 1.0
+    # a Poisson count smoothed by a unit-area Gaussian of s bins keeps 1/(2√π s) of its variance
+    return (ndimage.gaussian_filter1d(counts, width_in_bins, mode="constant"),
+            1.0 / (2.0 * np.sqrt(np.pi) * width_in_bins))
+
+
+def _significant_peaks(smooth, variance_factor):
+    """Indices of the peaks of a smoothed histogram that stand 5 standard deviations out.
+
+    A peak's prominence must exceed 5 times the Poisson noise of the smoothed count at its
+    top, and 1 % of the highest count (so that far tails do not count).
+    """
+    peaks, properties = signal.find_peaks(np.r_[0.0, smooth, 0.0], prominence=0.0)
+    peaks = peaks - 1
+    noise = np.sqrt(np.maximum(smooth[peaks], 1.0) * variance_factor)
+    keep = properties["prominences"] >= np.maximum(5 * noise, 0.01 * smooth.max())
+    return peaks[keep]
+
+
+def _lowest_peak(values, bin_width):
+    """Position of the lowest prominent peak (the zero-electron peak) and the first scale."""
+    q1, scale = _first_scale(values, bin_width)
+    counts, edges = _histogram(values, q1 - 3 * scale, q1 + 8 * scale, bin_width)
+    smooth, variance_factor = _smooth(counts, scale / 2 / np.diff(edges[:2])[0])
+    peaks = _significant_peaks(smooth, variance_factor)
+    index = peaks[0] if peaks.size else int(np.argmax(smooth))
+    return 0.5 * (edges[index] + edges[index + 1]), scale
+
+
+def _zero_peak(values, bin_width):
+    """The zero-electron peak: (``_ZeroPeak``, "") or (None, reason) with the peak's position."""
+    peak, scale = _lowest_peak(values, bin_width)
+    lower_side = (values > peak - 4 * scale) & (values < peak + max(0.5 * scale, 1.5 * bin_width))
+    counts, edges = _histogram(values[lower_side], peak - 4 * scale,
+                               peak + max(0.5 * scale, 1.5 * bin_width), bin_width)
+    spill = counts.sum() - counts.max()
+    if spill < max(10.0, 1e-4 * counts.max()):
+        return None, ("zero noise: the zero-electron peak lies within one bin of "
+                      f"{np.diff(edges[:2])[0]:.3g} ADU, its width cannot be measured"), peak
+    gauss = fit_gaussian(counts, edges)
+    if gauss.reason:
+        return None, f"zero-electron peak: {gauss.reason}", peak
+    zero = _ZeroPeak(gauss.mu, gauss.sigma, gauss.amplitude, gauss.mu_err, gauss.sigma_err)
+    return zero, "", peak
+
+
+def _search_top(values, x0, sigma):
+    """Upper edge of the histogram searched for the single-electron peaks.
+
+    Four times the offset of the lower quartile of the charged values (above x0 + 4σ): for
+    λ ≤ 3 that quartile lies at most in the second or third peak, so the first peaks are in,
+    while tracks and clusters (rarely a quarter of the charged pixels) stay mostly out.
+    """
+    charged = values[values > x0 + 4 * sigma]
+    if charged.size == 0:
+        return x0 + 25 * sigma, 0
+    quartile = np.quantile(charged, 0.25)
+    return x0 + max(4 * (quartile - x0), 20 * sigma) + 5 * sigma, charged.size
+
+
+def _gain_candidates(values, bin_width, zero):
+    """Candidate gains: offsets of residual peaks above the zero-electron peak, or a reason."""
+    top, n_charged = _search_top(values, zero.x0, zero.sigma)
+    if n_charged < MIN_PEAK_PIXELS:
+        return [], (f"single-electron peaks not resolved: only {n_charged} pixels above "
+                    "the zero-electron peak")
+    counts, edges = _histogram(values, zero.x0 - 5 * zero.sigma, top, bin_width)
+    width = np.diff(edges[:2])[0]
+    residual = counts - zero.area * _bin_probabilities(edges, [zero.x0], zero.sigma)[0]
+    smooth_residual, variance_factor = _smooth(residual, zero.sigma / width)
+    smooth_counts, _ = _smooth(counts, zero.sigma / width)
+    noise = np.sqrt(np.maximum(smooth_counts, 1.0) * variance_factor)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    peaks, _ = signal.find_peaks(np.r_[0.0, smooth_residual, 0.0], height=np.r_[0, 5 * noise, 0])
+    peaks = peaks - 1
+    peaks = peaks[centres[peaks] > zero.x0 + 1.5 * zero.sigma]
+    if peaks.size == 0:
+        return [], "single-electron peaks not resolved: no peak above the zero-electron peak"
+    significance = smooth_residual[peaks] / noise[peaks]
+    # the lowest two peaks (the first may be a remnant of the zero peak's subtraction) and
+    # the most significant one (the one-electron peak unless λ > 2)
+    chosen = {*peaks[:2], peaks[np.argmax(significance)]}
+    return sorted(centres[i] - zero.x0 for i in chosen), ""
+
+
+# ---------------------------------------------------------------- the Gaussian-smeared Poisson
+
+def _populated(n, lam):
+    """Highest k whose peak holds at least ``POPULATED`` pixels (at least 1)."""
+    return max(int(stats.poisson.isf(POPULATED / max(n, 1.0), lam)) + 1, 1)
+
+
+def _fit_window(values, bin_width, x0, sigma, gain, k_top):
+    """Histogram from x0 - 5σ to the peak k_top plus max(3σ, g/2)."""
+    return _histogram(values, x0 - 5 * sigma, x0 + gain * k_top + max(3 * sigma, gain / 2),
+                      bin_width)
+
+
+def _fit_poisson_heights(values, bin_width, x0, sigma, gain, lam, n):
+    """Least squares of the Gaussian-smeared Poisson; the window follows the fitted λ."""
+    k_top = _populated(n, lam)
+    for _ in range(2):
+        counts, edges = _fit_window(values, bin_width, x0, sigma, gain, k_top)
+        kmax = k_top + 3
+
+        def model(p, edges=edges, kmax=kmax):
+            return gauss_poisson_counts(edges, p[4], p[0], p[1], p[2], p[3], kmax)
+
+        lower = np.array([edges[0], 1e-6 * sigma, gain / 1.5, 0.0, 0.0])
+        upper = np.array([edges[-1], np.inf, gain * 1.5, 50.0, np.inf])
+        fit = _fit_counts(model, [x0, sigma, gain, lam, n], lower, upper, counts)
+        if not fit.ok:
+            break
+        x0, sigma, gain, lam, n = fit.params
+        new_top = _populated(n, lam)
+        if new_top == k_top:
+            break
+        k_top = new_top
+    result = _as_fit(fit, edges, counts, "poisson")
+    return result, fit.ok
+
+
+def _as_fit(fit, edges, counts, method):
+    x0, sigma, gain, lam, n = fit.params
+    x0_err, sigma_err, gain_err, lam_err, _ = fit.errors
+    return GaussPoissonFit(x0, sigma, gain, lam, n, x0_err, sigma_err, gain_err, lam_err,
+                           fit.chi2_reduced, fit.ndof, method, edges, counts, {})
+
+
+def _fit_free_heights(start):
+    """Peaks at x0 + g·k with one free area each, on the histogram of ``start``.
+
+    λ is the ratio of the one- to the zero-electron areas, Pois(1; λ)/Pois(0; λ).
+    """
+    edges, counts = start.edges, start.counts
+    k = np.arange(int((edges[-1] - start.x0) / start.gain) + 1)
+    areas = start.n * stats.poisson.pmf(k, start.lam)
+
+    def model(p):
+        return _peaks_counts(edges, p[0], p[1], p[2], p[3:])
+
+    lower = np.r_[edges[0], 1e-6 * start.sigma, start.gain / 1.5, np.zeros(k.size)]
+    upper = np.r_[edges[-1], np.inf, start.gain * 1.5, np.full(k.size, np.inf)]
+    fit = _fit_counts(model, np.r_[start.x0, start.sigma, start.gain, areas], lower, upper,
+                      counts)
+    x0, sigma, gain, a0, a1 = fit.params[:5]
+    lam = a1 / a0 if a0 > 0 else np.nan
+    cov = fit.cov[3:5, 3:5]
+    lam_err = abs(lam) * np.sqrt(cov[0, 0] / a0**2 + cov[1, 1] / a1**2
+                                 - 2 * cov[0, 1] / (a0 * a1)) if a0 > 0 and a1 > 0 else np.nan
+    result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[3:].sum(), *fit.errors[:3], lam_err,
+                             fit.chi2_reduced, fit.ndof, "free-heights", edges, counts, {})
+    return result, fit.ok
+
+
+def _check_resolution(fit):
+    """Gain and λ missing when the single-electron peaks are not resolved."""
+    ratio = fit.sigma / fit.gain
+    one_electron = fit.n * stats.poisson.pmf(1, fit.lam)
+    if ratio >= RESOLUTION_LIMIT:
+        reason = (f"single-electron peaks not resolved (σ/g = {ratio:.2f} ≥ "
+                  f"{RESOLUTION_LIMIT})")
+    elif not one_electron >= MIN_PEAK_PIXELS:
+        reason = (f"single-electron peaks not resolved: {one_electron:.3g} pixels in the "
+                  f"one-electron peak (fewer than {MIN_PEAK_PIXELS})")
+    else:
+        return fit
+    return _without_gain(fit, reason)
+
+
+def _without_gain(fit, reason):
+    return GaussPoissonFit(
+        fit.x0, fit.sigma, np.nan, np.nan, fit.n, fit.x0_err, fit.sigma_err, np.nan, np.nan,
+        fit.chi2_reduced, fit.ndof, fit.method, fit.edges, fit.counts,
+        {**fit.reasons, "gain": reason, "lam": reason},
+    )
+
+
+def _degenerate(values):
+    """(finite values, None) or (values, the missing fit of an input that cannot be fitted)."""
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        reason = "no finite pixel value"
+        return values, _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
+    if values.size < MIN_PIXELS:
+        reason = f"too few pixels ({values.size} < {MIN_PIXELS})"
+        return values, _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
+    if values.min() == values.max():
+        reason = f"constant image (every value is {values[0]:.6g})"
+        return values, _missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason),
+                                    x0=float(values[0]))
+    return values, None
+
+
+def fit_gauss_poisson(values, *, bin_width=1.0, method="auto"):
+    """Fit the Gaussian-smeared Poisson to the values of an average image.
+
+    The procedure (starting values from the data, fit window, quality test, fall-backs,
+    resolution limit) is described in the module docstring.
+
+    Parameters
+    ----------
+    values : array_like
+        Pixel values, in the frame where charge raises the value; non-finite values are left out.
+    bin_width : float, optional
+        Bin width of the fitted histogram, in ADU.
+    method : {"auto", "fallback"}, optional
+        ``"fallback"`` skips the least-squares fit and uses :func:`fit_peaks` directly.
+
+    Returns
+    -------
+    GaussPoissonFit
+        Never raises for bad data: missing values are NaN with a reason in ``reasons``.
+    """
+    if method not in ("auto", "fallback"):
+        raise ValueError(f"method must be 'auto' or 'fallback', not {method!r}")
+    values, degenerate = _degenerate(values)
+    if degenerate is not None:
+        return degenerate
+    if method == "fallback":
+        return fit_peaks(values, bin_width=bin_width)
+    zero, reason, peak = _zero_peak(values, bin_width)
+    if zero is None:
+        return _missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
+    zero_only = {"x0": zero.x0, "sigma": zero.sigma, "x0_err": zero.x0_err,
+                 "sigma_err": zero.sigma_err}
+    candidates, reason = _gain_candidates(values, bin_width, zero)
+    if not candidates:
+        return _missing_fit({"gain": reason, "lam": reason}, **zero_only)
+    lam = -np.log(np.clip(zero.area / values.size, 1e-9, 0.999))
+    attempts = [_fit_poisson_heights(values, bin_width, zero.x0, zero.sigma, gain, lam,
+                                     values.size) for gain in candidates]
+    converged = [fit for fit, ok in attempts if ok]
+    if not converged:
+        return fit_peaks(values, bin_width=bin_width)
+    best = min(converged, key=lambda fit: fit.chi2_reduced)
+    if best.chi2_reduced > CHI2_ACCEPT:
+        free, ok = _fit_free_heights(best)
+        if ok and free.chi2_reduced <= CHI2_ACCEPT:
+            best = free
+        else:
+            # σ and x0 from the zero peak's lower side, which smeared charge does not reach
+            chi2 = free.chi2_reduced if ok else best.chi2_reduced
+            failed = GaussPoissonFit(
+                zero.x0, zero.sigma, np.nan, np.nan, np.nan, zero.x0_err, zero.sigma_err,
+                np.nan, np.nan, chi2, best.ndof, "free-heights" if ok else "poisson",
+                best.edges, best.counts, {})
+            return _without_gain(
+                failed, f"model does not describe the data (reduced chi2 = {chi2:.3g})")
+    return _check_resolution(best)
+
+
+# ---------------------------------------------------------------- the fallback of SPEC §2
+
+def fit_peaks(values, *, bin_width=1.0):
+    """The fallback of SPEC §2: Gaussians on the peaks of a smoothed histogram.
+
+    Peaks are found in the histogram smoothed to about half the noise; a Gaussian is fitted
+    to each, over half the distance to its neighbours. σ and x0 come from the first peak,
+    the gain from the spacing of the peaks (a straight line through their positions, or the
+    difference of two), λ from a Poisson fitted to the peak areas. Never raises: what cannot
+    be measured is NaN with a reason.
+
+    Parameters
+    ----------
+    values : array_like
+        Pixel values, in the frame where charge raises the value.
+    bin_width : float, optional
+        Bin width of the histogram, in ADU.
+
+    Returns
+    -------
+    GaussPoissonFit
+        With ``method="fallback"``; ``chi2_reduced`` is that of the first peak's Gaussian.
+    """
+    values, degenerate = _degenerate(values)
+    if degenerate is not None:
+        return degenerate
+    x0, scale = _lowest_peak(values, bin_width)
+    top, _ = _search_top(values, x0, scale)
+    counts, edges = _histogram(values, x0 - 5 * scale, top, bin_width)
+    width = np.diff(edges[:2])[0]
+    smooth, variance_factor = _smooth(counts, scale / 2 / width)
+    noise = np.sqrt(np.maximum(smooth, 1.0) * variance_factor)
+    peaks, _ = signal.find_peaks(np.r_[0.0, smooth, 0.0], height=np.r_[0, 5 * noise, 0],
+                                 prominence=np.r_[0, 5 * noise, 0].max() / 5)
+    peaks = peaks - 1
+    if peaks.size == 0:
+        reason = "fallback: no peak found in the smoothed histogram"
+        return _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
+    bounds = np.r_[0, (peaks[:-1] + peaks[1:]) // 2 + 1, counts.size]
+    if peaks.size > 1:  # the last peak gets as much room above as below
+        bounds[-1] = min(counts.size, peaks[-1] + (peaks[-1] - bounds[-2]) + 1)
+    gaussians = [fit_gaussian(counts[a:b], edges[a:b + 1])
+                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    first = gaussians[0]
+    if first.reason:
+        reason = f"fallback: Gaussian on the first peak failed ({first.reason})"
+        return _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
+    base = dict(x0=first.mu, sigma=first.sigma, x0_err=first.mu_err, sigma_err=first.sigma_err)
+    good = [g for g in gaussians if not g.reason]
+    if len(good) < 2:
+        reason = "single-electron peaks not resolved: the fallback found one peak only"
+        return _missing_fit({"gain": reason, "lam": reason}, **base)
+    positions = np.array([g.mu for g in good])
+    spacing = positions[1] - positions[0]
+    electrons = np.round((positions - positions[0]) / spacing)
+    if len(good) == 2:
+        gain = spacing
+        gain_err = np.hypot(good[0].mu_err, good[1].mu_err)
+    else:
+        line = fit_line(electrons, positions)
+        gain, gain_err = line.slope, line.slope_err
+    lam, lam_err, n = _poisson_from_areas(electrons.astype(int), [g.amplitude for g in good],
+                                          [g.amplitude_err for g in good])
+    fit = GaussPoissonFit(first.mu, first.sigma, gain, lam, n, first.mu_err, first.sigma_err,
+                          gain_err, lam_err, first.chi2_reduced, 0, "fallback", edges, counts, {})
+    return _check_resolution(fit)
+
+
+def _poisson_from_areas(electrons, areas, area_errors):
+    """λ, its error and the total from areas of peaks of k electrons, weighted by their errors."""
+    areas = np.asarray(areas, dtype=float)
+    errors = np.maximum(np.asarray(area_errors, dtype=float), 1.0)
+    start_lam = max(areas[electrons == 1].sum() / max(areas[electrons == 0].sum(), 1.0), 1e-3)
+
+    def residuals(p):
+        return (areas - p[0] * stats.poisson.pmf(electrons, p[1])) / errors
+
+    result = optimize.least_squares(residuals, [areas.sum(), start_lam],
+                                    bounds=([0.0, 0.0], [np.inf, 50.0]), x_scale="jac")
+    dof = max(areas.size - 2, 1)
+    scale = max(1.0, 2 * result.cost / dof) if areas.size > 2 else 1.0
+    try:
+        cov = np.linalg.inv(result.jac.T @ result.jac) * scale
+        lam_err = float(np.sqrt(cov[1, 1]))
+    except np.linalg.LinAlgError:
+        lam_err = np.nan
+    return float(result.x[1]), lam_err, float(result.x[0])
+
+
+# ---------------------------------------------------------------- tail ratio
+
+def tail_ratio(fit, values):
+    """Pixels beyond the point where the fitted model holds what a Gaussian puts beyond 4σ.
+
+    n = N_pixels · Q(4) (Q the Gaussian upper tail); x_t solves
+    N_pixels · Σ_k Pois(k; λ) · Q((x_t - x0 - g·k)/σ) = n; the ratio is the number of values
+    above x_t over n. When gain or λ is missing the model is the zero-electron Gaussian alone
+    (x_t = x0 + 4σ), so that all charge then counts in the tail.
+
+    Parameters
+    ----------
+    fit : GaussPoissonFit
+        The fit of these values.
+    values : array_like
+        The same pixel values (non-finite ones are left out).
+
+    Returns
+    -------
+    (float, str)
+        The ratio and "" or NaN and why.
+    """
+    if not (np.isfinite(fit.sigma) and np.isfinite(fit.x0)):
+        return np.nan, f"no noise from the fit ({fit.reasons.get('sigma', 'sigma missing')})"
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    expected = values.size * stats.norm.sf(4.0)
+    if expected == 0:
+        return np.nan, "no finite pixel value"
+    if np.isfinite(fit.gain) and np.isfinite(fit.lam) and fit.lam > 0:
+        kmax = int(stats.poisson.isf(1e-12, fit.lam)) + 1
+        weights = stats.poisson.pmf(np.arange(kmax + 1), fit.lam)
+        centres = fit.x0 + fit.gain * np.arange(kmax + 1)
+
+        def excess(x):
+            return weights @ stats.norm.sf((x - centres) / fit.sigma) - stats.norm.sf(4.0)
+
+        threshold = optimize.brentq(excess, fit.x0 + 4 * fit.sigma,
+                                    centres[-1] + 10 * fit.sigma)
+    else:
+        threshold = fit.x0 + 4 * fit.sigma
+    return np.count_nonzero(values > threshold) / expected, ""
