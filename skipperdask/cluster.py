@@ -153,8 +153,8 @@ def _slurm_cluster(workers, threads_per_worker, memory_limit, host, dashboard_ad
 
     scheduler_options = dict(profile.get("scheduler-options") or {})
     if dashboard_address is not None or "dashboard_address" not in scheduler_options:
-        scheduler_options["dashboard_address"] = (
-            dashboard_address or config.get("dashboard-address")
+        scheduler_options["dashboard_address"] = dashboard_address or config.get(
+            "dashboard-address"
         )
     if host is not None:
         scheduler_options["host"] = host

@@ -74,9 +74,11 @@ def _jobqueue_profile():
 def _live_jobs(env, job_name):
     """Ids of the jobs of that name still pending or running."""
     result = subprocess.run(
-        ["squeue", "--noheader", f"--name={job_name}", "--states=PENDING,RUNNING",
-         "--format=%i"],
-        capture_output=True, text=True, env=env, check=True,
+        ["squeue", "--noheader", f"--name={job_name}", "--states=PENDING,RUNNING", "--format=%i"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return result.stdout.split()
 
@@ -102,8 +104,9 @@ def test_connect_slurm_runs_workers_as_jobs(slurm_env, tmp_path):
     }
     with dask.config.set(settings):
         # the scheduler on loopback: the workers run on this same node
-        with connect(slurm=True, workers=2, host="127.0.0.1",
-                     dashboard_address="127.0.0.1:0") as client:
+        with connect(
+            slurm=True, workers=2, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as client:
             client.wait_for_workers(2, timeout=120)
             jobs = _live_jobs(slurm_env, "skipperdask-test-worker")
             assert len(jobs) == 2
@@ -127,9 +130,17 @@ def _sbatch(env, tmp_path, *arguments, client=None, timeout=180):
         env["SKIPPERDASK_CLIENT"] = client
     output = tmp_path / "job.out"
     command = [
-        "sbatch", "--wait", "--job-name=skipperdask-test", f"--chdir={tmp_path}",
-        f"--output={output}", "--ntasks=2", "--cpus-per-task=1", "--mem-per-cpu=1G",
-        "--time=00:10:00", str(SLURM / "skipperdask.sbatch"), *arguments,
+        "sbatch",
+        "--wait",
+        "--job-name=skipperdask-test",
+        f"--chdir={tmp_path}",
+        f"--output={output}",
+        "--ntasks=2",
+        "--cpus-per-task=1",
+        "--mem-per-cpu=1G",
+        "--time=00:10:00",
+        str(SLURM / "skipperdask.sbatch"),
+        *arguments,
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     log = output.read_text() if output.exists() else ""
@@ -171,11 +182,27 @@ def test_sbatch_runs_skipperdask(slurm_env, tmp_path):
 
     campaign = tmp_path / "campaign"
     subprocess.run(
-        [sys.executable, "-m", "skipperdask", "simulate", str(campaign), "-n", "3",
-         "--nrows", "20", "--ncols", "40", "--nskips", "8"],
-        env=slurm_env, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "skipperdask",
+            "simulate",
+            str(campaign),
+            "-n",
+            "3",
+            "--nrows",
+            "20",
+            "--ncols",
+            "40",
+            "--nskips",
+            "8",
+        ],
+        env=slurm_env,
+        check=True,
+        capture_output=True,
     )
     catalogue = tmp_path / "catalogue.zarr"
-    _sbatch(slurm_env, tmp_path, "-d", str(campaign), "--catalogue", str(catalogue),
-            "--no-progress")
+    _sbatch(
+        slurm_env, tmp_path, "-d", str(campaign), "--catalogue", str(catalogue), "--no-progress"
+    )
     assert xr.open_zarr(catalogue).sizes["image"] == 3
