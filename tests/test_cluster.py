@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,9 +98,10 @@ def dask_command(name):
 class CommandLineCluster:
     """A scheduler and workers in their own process groups, all on loopback."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, tls_options=()):
         self.scheduler_file = directory / "scheduler.json"
         self.directory = directory
+        self.tls_options = list(tls_options)
         # the workers import the tasks' functions from the tests and the project's source
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
         self.processes = []
@@ -121,6 +123,7 @@ class CommandLineCluster:
             dask_command("scheduler")
             + ["--host", LOOPBACK, "--port", "0", "--dashboard-address", "127.0.0.1:0"]
             + ["--scheduler-file", str(self.scheduler_file)]
+            + (["--protocol", "tls", *self.tls_options] if self.tls_options else [])
         )
         deadline = time.monotonic() + 30
         while not self.scheduler_file.exists():
@@ -139,6 +142,7 @@ class CommandLineCluster:
             dask_command("worker")
             + ["--scheduler-file", str(self.scheduler_file), "--nthreads", "1"]
             + ["--dashboard-address", "127.0.0.1:0", "--local-directory", str(self.directory)]
+            + self.tls_options
         )
 
     @staticmethod
@@ -158,16 +162,20 @@ class CommandLineCluster:
                 process.wait()
 
 
-@pytest.fixture
-def cli_cluster(tmp_path):
+def _start_cli_cluster(directory, tls_options=()):
     """``dask scheduler`` and two ``dask worker`` processes, stopped whatever happens."""
-    cluster = CommandLineCluster(tmp_path)
+    cluster = CommandLineCluster(directory, tls_options)
     try:
         cluster.start_scheduler()
         cluster.workers = [cluster.start_worker(), cluster.start_worker()]
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def cli_cluster(tmp_path):
+    yield from _start_cli_cluster(tmp_path)
 
 
 def test_explicit_address_scheduler_file_and_environment_reach_a_running_cluster(
@@ -205,3 +213,68 @@ def test_computation_survives_a_worker_killed_midway(cli_cluster):
         total = client.submit(sum, futures).result(timeout=60)
         assert total == sum(i * i for i in range(n))
         assert len(client.scheduler_info()["workers"]) == 1
+
+
+# --- TLS, with the certificates and options of deploy/README.md -------------------------------
+
+
+def make_certificates(directory):
+    """A CA and one certificate it signed, as deploy/README.md makes them; their paths."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    common = ["openssl", "req", "-x509", "-newkey", "rsa:3072", "-nodes", "-days", "2"]
+    ca, cert, key = (directory / name for name in ("ca.pem", "dask.pem", "dask.key"))
+    commands = [
+        common
+        + ["-subj", "/CN=skipperdask CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+        + ["-keyout", str(directory / "ca.key"), "-out", str(ca)],
+        common
+        + ["-subj", "/CN=dask", "-CA", str(ca), "-CAkey", str(directory / "ca.key")]
+        + ["-addext", "basicConstraints=critical,CA:FALSE"]
+        + ["-addext", "keyUsage=critical,digitalSignature,keyEncipherment"]
+        + ["-addext", "extendedKeyUsage=serverAuth,clientAuth"]
+        + ["-keyout", str(key), "-out", str(cert)],
+    ]
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_cluster(tmp_path):
+    ca, cert, key = make_certificates(tmp_path)
+    options = ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+    for cluster in _start_cli_cluster(tmp_path, options):
+        cluster.certificates = ca, cert, key
+        yield cluster
+
+
+def test_tls_cluster_takes_clients_with_certificates_only(tls_cluster, tmp_path):
+    ca, cert, key = tls_cluster.certificates
+    assert tls_cluster.address.startswith(f"tls://{LOOPBACK}:")
+    client_tls = {
+        "distributed.comm.require-encryption": True,
+        "distributed.comm.tls.ca-file": str(ca),
+        "distributed.comm.tls.client.cert": str(cert),
+        "distributed.comm.tls.client.key": str(key),
+    }
+    with dask.config.set(client_tls):
+        with connect(address=tls_cluster.address) as client:
+            client.wait_for_workers(2, timeout=30)
+            workers = client.scheduler_info()["workers"]
+            assert all(address.startswith(f"tls://{LOOPBACK}:") for address in workers)
+            assert client.submit(sum, range(10)).result() == 45
+    # a client whose certificate another CA signed is turned away at the handshake
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _, foreign_cert, foreign_key = make_certificates(elsewhere)
+    foreign = {
+        **client_tls,
+        "distributed.comm.tls.client.cert": str(foreign_cert),
+        "distributed.comm.tls.client.key": str(foreign_key),
+        "distributed.comm.timeouts.connect": "2s",
+    }
+    with dask.config.set(foreign):
+        with pytest.raises(OSError):  # the scheduler ends the TLS handshake
+            with connect(address=tls_cluster.address):
+                pass
