@@ -1,0 +1,167 @@
+"""The Dask client a campaign runs on: a running scheduler, SLURM jobs or a local cluster.
+
+:func:`connect` picks, in this order:
+
+1. ``address``: a running scheduler (``tcp://host:8786``, ``tls://…``);
+2. ``scheduler_file``: the JSON file written by ``dask scheduler --scheduler-file``;
+3. the ``DASK_SCHEDULER_ADDRESS`` environment variable (Dask's ``scheduler-address``
+   setting), which the Dask Kubernetes operator sets in a ``DaskJob``'s job pod;
+4. ``slurm=True``: workers as SLURM jobs through dask-jobqueue's ``SLURMCluster``;
+5. otherwise a :class:`~distributed.LocalCluster` of worker processes on this machine.
+
+A cluster that :func:`connect` starts is closed when the ``with`` block ends; a running
+cluster it only connects to is left running. Unless the user asks otherwise, everything
+started here listens on 127.0.0.1 only: distributed's own default dashboard listens on
+every interface, which exposes the cluster to the network.
+"""
+
+import contextlib
+import os
+
+import dask.config
+from distributed import Client, LocalCluster
+
+from . import config
+
+
+@contextlib.contextmanager
+def connect(
+    address=None,
+    scheduler_file=None,
+    *,
+    slurm=False,
+    workers=None,
+    threads_per_worker=None,
+    memory_limit=None,
+    host=None,
+    dashboard_address=None,
+):
+    """A :class:`distributed.Client` for a campaign, as a context manager.
+
+    Parameters
+    ----------
+    address : str, optional
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    scheduler_file : str or os.PathLike, optional
+        Scheduler file of a running scheduler (``dask scheduler --scheduler-file``).
+    slurm : bool
+        Start the workers as SLURM jobs with dask-jobqueue (the ``jobqueue.slurm``
+        dask.config profile sizes the jobs; see ``deploy/slurm/jobqueue.yaml``).
+    workers : int, optional
+        Number of workers. Local cluster: default ``skipperdask.workers``, and when that is
+        null, one per core. SLURM: default ``skipperdask.workers``, else one worker job.
+    threads_per_worker : int, optional
+        Threads of each worker (default ``skipperdask.threads-per-worker``). On SLURM,
+        given here it makes each job one worker of that many cores.
+    memory_limit : str or int, optional
+        Memory of each worker, e.g. ``"4GiB"`` (default ``skipperdask.memory-limit``;
+        ``"auto"`` splits the machine's memory between the local workers). On SLURM,
+        the memory each job asks for.
+    host : str, optional
+        Interface the scheduler listens on (default ``skipperdask.host``, 127.0.0.1,
+        for a local cluster; on SLURM, the ``jobqueue.slurm`` profile decides unless
+        given here, since workers on other nodes must reach the scheduler).
+    dashboard_address : str, optional
+        Where the dashboard listens (default ``skipperdask.dashboard-address``,
+        ``127.0.0.1:8787``; ``":8787"`` would be every interface).
+
+    Yields
+    ------
+    distributed.Client
+        Closed on exit, together with any cluster started here.
+
+    Raises
+    ------
+    ImportError
+        ``slurm=True`` without dask-jobqueue installed.
+    """
+    address = address or (None if scheduler_file else _address_from_environment())
+    if address is not None or scheduler_file is not None:
+        # a running cluster: closing the client leaves it running for its other users
+        with Client(address, scheduler_file=_optional_str(scheduler_file)) as client:
+            yield client
+        return
+
+    if slurm:
+        cluster = _slurm_cluster(workers, threads_per_worker, memory_limit, host, dashboard_address)
+    else:
+        cluster = LocalCluster(
+            n_workers=workers if workers is not None else config.get("workers"),
+            threads_per_worker=threads_per_worker or config.get("threads-per-worker"),
+            memory_limit=memory_limit or config.get("memory-limit"),
+            processes=True,
+            host=host or config.get("host"),
+            dashboard_address=dashboard_address or config.get("dashboard-address"),
+        )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def dashboard_link(client):
+    """The URL of the client's dashboard, or None when the scheduler serves none.
+
+    Parameters
+    ----------
+    client : distributed.Client
+
+    Returns
+    -------
+    str or None
+    """
+    try:
+        return client.dashboard_link
+    except KeyError:  # the scheduler runs without the dashboard (bokeh missing)
+        return None
+
+
+def _address_from_environment():
+    # read now rather than at import: a job's environment may be set after dask loaded
+    return os.environ.get("DASK_SCHEDULER_ADDRESS") or dask.config.get("scheduler-address", None)
+
+
+def _optional_str(path):
+    return None if path is None else os.fspath(path)
+
+
+def _slurm_cluster(workers, threads_per_worker, memory_limit, host, dashboard_address):
+    """A dask-jobqueue ``SLURMCluster`` scaled to the requested number of workers.
+
+    Explicit arguments win over the ``jobqueue.slurm`` profile, which wins over the
+    ``skipperdask.*`` settings; the profile keeps everything else (queue, account,
+    walltime, job directives, interface).
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as error:
+        raise ImportError(
+            "skipperdask on SLURM needs dask-jobqueue: pip install 'skipperdask[slurm]'"
+        ) from error
+
+    profile = dask.config.get("jobqueue.slurm")
+    job = {}
+    if threads_per_worker is not None:
+        job.update(cores=threads_per_worker, processes=1)
+    elif profile.get("cores") is None:
+        job.update(cores=config.get("threads-per-worker"), processes=1)
+    memory = memory_limit or profile.get("memory") or config.get("memory-limit")
+    if memory == "auto":
+        raise ValueError(
+            "SLURM jobs need a size of memory: set jobqueue.slurm.memory "
+            "(see deploy/slurm/jobqueue.yaml) or give --memory-limit"
+        )
+    job["memory"] = memory
+
+    scheduler_options = dict(profile.get("scheduler-options") or {})
+    if dashboard_address is not None or "dashboard_address" not in scheduler_options:
+        scheduler_options["dashboard_address"] = dashboard_address or config.get(
+            "dashboard-address"
+        )
+    if host is not None:
+        scheduler_options["host"] = host
+    cluster = SLURMCluster(**job, scheduler_options=scheduler_options)
+    try:
+        cluster.scale(n=workers or config.get("workers") or 1)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
