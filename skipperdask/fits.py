@@ -30,17 +30,27 @@ minimum is also the fit-quality figure: ``chi2_reduced`` = deviance / degrees of
    clusters) is outside the fit. Bins have ``bin_width``, centred on its multiples (right
    for integer data); if the window would exceed 20,000 bins the bins are widened by an
    integer factor.
-4. **Quality test and fall-backs.** Poisson heights are accepted when the reduced χ² is at
-   most ``CHI2_ACCEPT``; otherwise peaks get free heights (one area per peak; λ is then the
-   ratio of the one- to the zero-electron areas, insensitive to clusters that over-populate
-   the higher peaks); if that also fails the test the gain and λ are reported missing
-   ("model does not describe the data"). When the least-squares fit itself fails (no
-   convergence, a parameter on its bound), the fallback of SPEC §2 is used (:func:`fit_peaks`).
+4. **Quality test and fall-backs.** Poisson heights are accepted when their reduced χ² is
+   statistically acceptable (at most 1 + 5·sqrt(2/ndof)). Otherwise the peaks get *free
+   heights*: one area per peak, a flat continuum between consecutive peaks (charge partly lost
+   between samples, or shared) and widths that may grow with the charge,
+   σ_k² = σ² + k·w² (gain non-uniformity; real detectors show it), all smeared by the
+   noise. σ is then the zero-electron peak's width and λ the ratio of the one- to the
+   zero-electron areas (insensitive to clusters that over-populate the higher peaks).
+   Free heights are accepted up to a reduced χ² of ``CHI2_ACCEPT`` and only when the
+   one-electron area stands 5 standard errors above 0 (free heights at a fraction of the
+   gain, with empty peaks between, would fit as well). When neither holds, gain, λ and σ are
+   reported missing ("model does not describe the data (reduced chi2 = …)"), x0 kept. When
+   no least-squares fit converges at all, the fallback of SPEC §2 is used (:func:`fit_peaks`).
 5. **Resolution.** The single-electron peaks are *resolved* when σ/g < 0.5: two equal
    Gaussians 2σ apart are where a dip between them first appears, so beyond that the
    histogram has no peaks to space, and gain and λ become degenerate. They are also not
    resolved when fewer than ``MIN_PEAK_PIXELS`` pixels are expected in the one-electron peak.
    In both cases gain and λ are missing with the reason "single-electron peaks not resolved".
+
+Bin width: the fit needs bins of at most about σ (and g ≳ 4 bins). The real DAMIC-M averaged
+image in ``../shared/data/real`` has σ ≈ 0.21 ADU and g ≈ 1.35 ADU: 1-ADU bins cannot resolve
+it (the fit then says "model does not describe the data"), 0.05-0.2 ADU bins do.
 
 Zero noise: when the zero-electron peak lies within one histogram bin (nothing spills into
 its neighbours), its width cannot be measured: σ, gain and λ are missing with a reason
