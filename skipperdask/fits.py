@@ -713,10 +713,7 @@ def fit_peaks(values, *, bin_width=1.0):
     counts, edges = _histogram(values, x0 - 5 * scale, top, bin_width)
     width = np.diff(edges[:2])[0]
     smooth, variance_factor = _smooth(counts, scale / 2 / width)
-    noise = np.sqrt(np.maximum(smooth, 1.0) * variance_factor)
-    peaks, _ = signal.find_peaks(np.r_[0.0, smooth, 0.0], height=np.r_[0, 5 * noise, 0],
-                                 prominence=np.r_[0, 5 * noise, 0].max() / 5)
-    peaks = peaks - 1
+    peaks = _significant_peaks(smooth, variance_factor)
     if peaks.size == 0:
         reason = "fallback: no peak found in the smoothed histogram"
         return _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
