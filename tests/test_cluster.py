@@ -12,8 +12,8 @@ import time
 import dask.config
 import psutil
 import pytest
+from dask.system import CPU_COUNT
 from distributed import as_completed
-from distributed.system import CPU_COUNT
 
 from skipperdask.cluster import connect, dashboard_link
 
