@@ -12,6 +12,7 @@ import time
 import dask.config
 import psutil
 import pytest
+from dask.system import CPU_COUNT
 from distributed import as_completed
 
 from skipperdask.cluster import connect, dashboard_link
@@ -54,7 +55,7 @@ def test_local_cluster_listens_on_loopback_only():
             # process workers, one single-threaded worker per core by default
             worker_pids = client.run(os.getpid)
             assert os.getpid() not in worker_pids.values()
-            assert len(workers) == (os.cpu_count() or 1)
+            assert len(workers) == CPU_COUNT
             assert {w["nthreads"] for w in workers.values()} == {1}
             assert client.submit(sum, range(10)).result() == 45
         cluster = client.cluster
