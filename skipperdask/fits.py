@@ -74,9 +74,11 @@ __all__ = [
     "fit_gauss_poisson",
     "fit_gaussian",
     "fit_line",
+    "fit_zero_peak",
     "fit_peaks",
     "gauss_poisson_counts",
     "tail_ratio",
+    "zero_peak_width",
 ]
 
 #: fewest finite values for the Gaussian-smeared Poisson fit
@@ -85,6 +87,9 @@ MIN_PIXELS = 100
 CHI2_ACCEPT = 10.0
 #: the one-electron peak must hold at least this many pixels for a gain
 MIN_PEAK_PIXELS = 20
+NOT_RESOLVED_FEW = "single-electron peaks not resolved: only"
+#: starting gains, in units of the zero peak's σ, when the one-electron peak is a shoulder
+SHOULDER_GAINS = np.array([2.2, 3.0, 4.0, 5.5, 7.5])
 #: σ/g at and beyond which the single-electron peaks merge
 RESOLUTION_LIMIT = 0.5
 #: a peak is populated when the model puts at least this many pixels in it
@@ -377,6 +382,55 @@ class _ZeroPeak:
     sigma_err: float
 
 
+def fit_zero_peak(values, *, bin_width):
+    """The zero-electron peak of an image's values: a Gaussian fitted on its lower side.
+
+    Charge only raises values, so the lower side of the lowest prominent peak is readout
+    noise alone, whatever lies above (charge, tracks, clusters).
+
+    Parameters
+    ----------
+    values : array_like
+        Pixel values, charge raising the value.
+    bin_width : float
+        Bin width of the histogram, ADU.
+
+    Returns
+    -------
+    GaussianFit
+        ``mu`` the peak's position, ``sigma`` the noise; NaN with ``reason`` when it cannot
+        be measured.
+    """
+    values, degenerate = _degenerate(values)
+    if degenerate is not None:
+        reason = degenerate.reasons["sigma"]
+        return GaussianFit(degenerate.x0, *[np.nan] * 6, reason)
+    zero, reason, peak = _zero_peak(values, bin_width)
+    if zero is None:
+        return GaussianFit(peak, *[np.nan] * 6, reason)
+    # the first estimate starts from a rough scale; refit from x0 - 4σ to x0 + 1σ, which
+    # holds most of the peak and little of the one-electron peak wherever that is resolved
+    refined = fit_gaussian(*_histogram(values, zero.x0 - 4 * zero.sigma, zero.x0 + zero.sigma,
+                                       bin_width))
+    if refined.reason:
+        return GaussianFit(zero.x0, zero.sigma, zero.area, zero.x0_err, zero.sigma_err, np.nan,
+                           np.nan)
+    return refined
+
+
+def zero_peak_width(values):
+    """A rough (±30 %) width σ of the zero-electron peak, from the lowest quantiles alone.
+
+    Charge only raises values, so the lowest values are the zero peak's lower tail, whatever
+    the charge, tracks or clusters above it. Used to choose a histogram's bin width.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size < MIN_PIXELS:
+        return np.nan
+    return _first_scale(values, 0.0)[1]
+
+
 def _first_scale(values, bin_width):
     """Lowest quantile and a scale of the noise from the spread of the lowest quantiles.
 
@@ -424,8 +478,8 @@ def _lowest_peak(values, bin_width):
 def _zero_peak(values, bin_width):
     """The zero-electron peak: (``_ZeroPeak``, "") or (None, reason) with the peak's position."""
     peak, scale = _lowest_peak(values, bin_width)
-    lower_side = (values > peak - 4 * scale) & (values < peak + max(0.5 * scale, 1.5 * bin_width))
-    counts, edges = _histogram(values[lower_side], peak - 4 * scale,
+    # whole bins only: values cut inside a bin would leave the edge bins part-filled
+    counts, edges = _histogram(values, peak - 4 * scale,
                                peak + max(0.5 * scale, 1.5 * bin_width), bin_width)
     spill = counts.sum() - counts.max()
     if spill < max(10.0, 1e-4 * counts.max()):
@@ -456,8 +510,7 @@ def _gain_candidates(values, bin_width, zero):
     """Candidate gains: offsets of residual peaks above the zero-electron peak, or a reason."""
     top, n_charged = _search_top(values, zero.x0, zero.sigma)
     if n_charged < MIN_PEAK_PIXELS:
-        return [], (f"single-electron peaks not resolved: only {n_charged} pixels above "
-                    "the zero-electron peak")
+        return [], f"{NOT_RESOLVED_FEW} {n_charged} pixels above the zero-electron peak"
     counts, edges = _histogram(values, zero.x0 - 5 * zero.sigma, top, bin_width)
     width = np.diff(edges[:2])[0]
     residual = counts - zero.area * _bin_probabilities(edges, [zero.x0], zero.sigma)[0]
@@ -627,16 +680,21 @@ def fit_gauss_poisson(values, *, bin_width=1.0, method="auto"):
     zero_only = {"x0": zero.x0, "sigma": zero.sigma, "x0_err": zero.x0_err,
                  "sigma_err": zero.sigma_err}
     candidates, reason = _gain_candidates(values, bin_width, zero)
+    if not candidates and not reason.startswith(NOT_RESOLVED_FEW):
+        candidates = list(zero.sigma * SHOULDER_GAINS)
     if not candidates:
         return _missing_fit({"gain": reason, "lam": reason}, **zero_only)
     lam = -np.log(np.clip(zero.area / values.size, 1e-9, 0.999))
-    poisson = []  # (fit, converged) per candidate gain
-    for gain in candidates:
-        fit, ok = _fit_poisson_heights(values, bin_width, zero.x0, zero.sigma, gain, lam,
-                                       values.size)
-        poisson.append((fit, ok) if ok else
-                       (_start(values, bin_width, zero, gain, lam), False))
+    poisson = [_poisson_or_start(values, bin_width, zero, gain, lam) for gain in candidates]
     converged = [fit for fit, ok in poisson if ok]
+    if not any(_acceptable(fit) for fit in converged):
+        # at σ/g ≳ 0.3 the one-electron peak is a shoulder of the zero peak: the residual's
+        # peak misplaces it, so also start from gains spread over the resolvable range
+        tried = np.array(candidates)
+        for gain in zero.sigma * SHOULDER_GAINS:
+            if np.all(np.abs(tried / gain - 1) > 0.2):
+                poisson.append(_poisson_or_start(values, bin_width, zero, gain, lam))
+        converged = [fit for fit, ok in poisson if ok]
     if converged:
         best = min(converged, key=lambda fit: fit.chi2_reduced)
         if _acceptable(best):
@@ -656,6 +714,13 @@ def fit_gauss_poisson(values, *, bin_width=1.0, method="auto"):
         zero.x0, np.nan, np.nan, np.nan, np.nan, zero.x0_err, np.nan, np.nan, np.nan,
         best.chi2_reduced, best.ndof, best.method, best.edges, best.counts, {"sigma": reason})
     return _without_gain(failed, reason)
+
+
+def _poisson_or_start(values, bin_width, zero, gain, lam):
+    """(Poisson-heights fit, True) from this starting gain, or (its start, False) when it
+    does not converge (the start of a free-heights fit)."""
+    fit, ok = _fit_poisson_heights(values, bin_width, zero.x0, zero.sigma, gain, lam, values.size)
+    return (fit, True) if ok else (_start(values, bin_width, zero, gain, lam), False)
 
 
 def _start(values, bin_width, zero, gain, lam):

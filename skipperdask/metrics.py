@@ -64,35 +64,48 @@ def _missing(analysis, name, reason, *, with_error=False):
     analysis.reasons[name] = reason
 
 
-def histogram_window(histogram, *, min_halfwidth=3.0):
-    """Bins ``[lo, hi)`` spanning median ± 3 MAD (normal-scaled) of a 1-ADU histogram,
-    at least ± ``min_halfwidth`` ADU wide so that a narrow peak still has bins to fit."""
+def zero_peak_window(histogram):
+    """Bins ``[lo, hi)`` of a 1-ADU histogram from median - 3 MAD to median + 1 MAD.
+
+    The seed fits its noise Gaussian on median ± 3 MAD (normal-scaled). Charge only raises
+    values, so the low side is pure readout noise, while the high side takes in the
+    one-electron peak as soon as the noise is low enough to resolve it, and would widen the
+    Gaussian: the fit stops at median + 1 MAD (the same σ, within statistics, when the
+    noise is far above the gain). At least 3 bins on each side.
+    """
     median = histogram.quantile(0.5)
     deviation = np.abs(histogram.values + 0.5 - median)
     order = np.argsort(deviation)
     cumulative = np.cumsum(histogram.counts[order])
-    mad = float(deviation[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    halfwidth = max(3 * 1.4826 * mad, min_halfwidth)
-    return int(np.floor(median - halfwidth)), int(np.ceil(median + halfwidth)) + 1
+    mad = 1.4826 * float(deviation[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    return int(np.floor(median - max(3 * mad, 3))), int(np.ceil(median + max(mad, 3))) + 1
 
 
 def _single_sample_noise(analysis):
-    """imgNoise: Gaussian fits on median ± 3 MAD of each single-sample image (first 50)."""
+    """imgNoise: Gaussian fits on each single-sample image (first 50; see zero_peak_window)."""
     stats = analysis.statistics
-    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50))
-    offset = 0.5 if stats.integer_valued else 0.0  # integers sit at the centres of their bins
-    sigmas = []
-    for histogram in stats.histograms[:nsamples]:
-        lo, hi = histogram_window(histogram)
-        edges = np.arange(lo, hi + 1) - offset
-        result = fits.fit_gaussian(histogram.dense(lo, hi), edges)
-        analysis.sample_noise_fits.append(result)
-        if not result.reason:
-            sigmas.append(result.sigma)
+    if stats.plan.nskips == 1 and not stats.integer_valued:
+        # an averaged file (the seed's imgNoise is then the noise of the average): its
+        # values are in memory and its noise may be far below the 1-ADU bins
+        analysis.sample_noise_fits.append(analysis.noise_fits[0])
+    else:
+        _fit_single_samples(analysis)
+    sigmas = [f.sigma for f in analysis.sample_noise_fits if not f.reason]
     if sigmas:
         analysis.values["imgNoise"] = float(np.mean(sigmas))
     else:
         _missing(analysis, "imgNoise", analysis.sample_noise_fits[0].reason or "no noise fit")
+
+
+def _fit_single_samples(analysis):
+    stats = analysis.statistics
+    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50))
+    offset = 0.5 if stats.integer_valued else 0.0  # integers sit at the centres of their bins
+    for histogram in stats.histograms[:nsamples]:
+        lo, hi = zero_peak_window(histogram)
+        edges = np.arange(lo, hi + 1) - offset
+        result = fits.fit_gaussian(histogram.dense(lo, hi), edges)
+        analysis.sample_noise_fits.append(result)
 
 
 def _entropy_slope(analysis):
@@ -119,32 +132,23 @@ def _entropy_slope(analysis):
 
 
 def _noise_against_samples(analysis):
-    """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips.
-
-    A Gaussian fitted to the zero-electron peak from median - 3 MAD to median + 1 MAD:
-    charge only ever raises values, so the low side is pure readout noise, while a
-    symmetric window would take in the single-electron peak as the noise falls.
-    """
+    """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips: the width of
+    the zero-electron peak of each partial average (:func:`skipperdask.fits.fit_zero_peak`)."""
     stats = analysis.statistics
     for level, n in enumerate(stats.plan.levels):
         values = stats.partial_averages[level].ravel()
-        values = values[np.isfinite(values)]
-        if values.size < 10:
-            analysis.noise_fits.append(None)
-            continue
-        median = np.median(values)
-        mad = 1.4826 * np.median(np.abs(values - median))
-        # digitised samples average to multiples of 1/n: bins must hold whole multiples
-        quantum = 1.0 / n if stats.integer_valued else 0.0
-        width = max(mad / 4, quantum) if mad > 0 else max(quantum, 1.0)
-        if quantum:
-            width = np.ceil(width / quantum - 1e-9) * quantum
-        low, high = median - max(3 * mad, 3 * width), median + max(mad, 3 * width)
-        if quantum:  # bin edges half-way between the possible values
-            low = (np.floor(low * n) + 0.5) / n
-        edges = low + width * np.arange(int(np.ceil((high - low) / width)) + 1)
-        counts, _ = np.histogram(values, edges)
-        analysis.noise_fits.append(fits.fit_gaussian(counts, edges))
+        bin_width = _fine_bin_width(fits.zero_peak_width(values), n, stats.integer_valued)
+        analysis.noise_fits.append(fits.fit_zero_peak(values, bin_width=bin_width))
+
+
+def _fine_bin_width(sigma, nsamples, integer_valued):
+    """A power of 2 at most a quarter of the noise σ, and never finer than the 1/n steps of
+    an average of n digitised samples (finer bins would be empty in between)."""
+    width = 2.0 ** np.floor(np.log2(max(sigma, 1e-6) / 4)) if np.isfinite(sigma) else 1.0
+    if integer_valued:
+        quantum = 1.0 / nsamples
+        width = max(width, np.ceil(width / quantum - 1e-9) * quantum)
+    return float(width)
 
 
 def _average_image_fit(analysis, bin_width):
@@ -152,7 +156,7 @@ def _average_image_fit(analysis, bin_width):
     stats = analysis.statistics
     values = stats.average[np.isfinite(stats.average)].ravel()
     if bin_width == "auto":
-        bin_width = _peaks_bin_width(analysis)
+        bin_width = _peaks_bin_width(analysis, values)
     fit = fits.fit_gauss_poisson(values, bin_width=bin_width)
     analysis.peaks_fit = fit
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
@@ -185,18 +189,14 @@ def _average_image_fit(analysis, bin_width):
         analysis.values["tailRatio"] = float(ratio)
 
 
-def _peaks_bin_width(analysis):
-    """1 ADU (SPEC §2) unless the averaged noise is below 1 ADU: then about σ/2, a power of 2,
-    and never finer than the 1/nskips steps of an average of digitised samples."""
-    last = analysis.noise_fits[-1] if analysis.noise_fits else None
-    if last is None or last.reason or not last.sigma < 1.0:
+def _peaks_bin_width(analysis, values):
+    """1 ADU (SPEC §2) unless the zero peak is narrower than 2 ADU: then finer bins (see
+    :func:`_fine_bin_width`), so that σ spans several bins."""
+    sigma = fits.zero_peak_width(values)
+    if not sigma < 2.0:
         return 1.0
-    width = 2.0 ** np.floor(np.log2(last.sigma / 2))
     stats = analysis.statistics
-    if stats.integer_valued:
-        quantum = 1.0 / stats.plan.nskips
-        width = max(width, np.ceil(width / quantum - 1e-9) * quantum)
-    return float(width)
+    return min(_fine_bin_width(sigma, stats.plan.nskips, stats.integer_valued), 1.0)
 
 
 def _variances(analysis):
@@ -237,8 +237,8 @@ def analyse(statistics, *, bin_width=None):
         bin_width = config.get("peaks-bin-width", "auto")
     analysis = AmpAnalysis(statistics)
     _entropy_slope(analysis)
-    _single_sample_noise(analysis)
     _noise_against_samples(analysis)
+    _single_sample_noise(analysis)
     _average_image_fit(analysis, bin_width)
     _variances(analysis)
     return analysis

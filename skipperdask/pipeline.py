@@ -10,6 +10,7 @@ them and fits. Results reach the client as they finish and are committed to the
 catalogue in batches; a file that fails becomes a catalogue entry holding its error.
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -238,7 +239,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                            commit_seconds=commit_seconds)
     options = options or Options.from_config()
     store = Catalogue(catalogue)
-    store.provenance = {"skipperdask_version": __version__, "options": repr(options)}
+    provenance = {"skipperdask_version": __version__, **dataclasses.asdict(options)}
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     bar = Progress(len(todo), enabled=progress)
@@ -265,8 +266,10 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     def commit():
         nonlocal batch, last_commit
         if batch:
-            store.add(batch)
+            store.add(batch, options=provenance)
             batch = []
+        if not store.processed():
+            return  # nothing committed yet: no table to write
         store.write_csv(csv)
         for table, listed in (seed_tables or {}).items():
             store.write_seed_table(table, listed)
