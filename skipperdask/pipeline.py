@@ -268,7 +268,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         if batch:
             store.add(batch, options=provenance)
             batch = []
-        if not store.processed():
+        if not os.path.exists(catalogue):
             return  # nothing committed yet: no table to write
         store.write_csv(csv)
         for table, listed in (seed_tables or {}).items():
