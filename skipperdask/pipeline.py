@@ -138,7 +138,9 @@ class Summary:
 class Progress:
     """A one-line progress bar on a terminal: images done / total, GB/s."""
 
-    def __init__(self, total, enabled=None, stream=sys.stderr):
+    def __init__(self, total, enabled=None, stream=None):
+        # standard error as it is now, not at import (pytest and notebooks replace it)
+        stream = sys.stderr if stream is None else stream
         self.total, self.stream = total, stream
         self.enabled = stream.isatty() if enabled is None else enabled
         self.start = time.perf_counter()
