@@ -10,6 +10,7 @@ them and fits. Results reach the client as they finish and are committed to the
 catalogue in batches; a file that fails becomes a catalogue entry holding its error.
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ import dask
 from dask.utils import parse_bytes
 from distributed import as_completed
 
-from . import __version__, config
+from . import config
 from .catalogue import Catalogue, ImageRecord
 from .errors import SkipperError
 from .metrics import analyse, metrics_dataset
@@ -240,7 +241,6 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                            commit_seconds=commit_seconds)
     options = options or Options.from_config()
     store = Catalogue(catalogue)
-    store.provenance = {"skipperdask_version": __version__, "options": repr(options)}
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     bar = Progress(len(todo), enabled=progress)
@@ -267,7 +267,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     def commit():
         nonlocal batch, last_commit
         if batch:
-            store.add(batch)
+            store.add(batch, options=dataclasses.asdict(options))
             batch = []
         store.write_csv(csv)
         for table, listed in (seed_tables or {}).items():
