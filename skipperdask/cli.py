@@ -125,7 +125,7 @@ def _run(args):
     if args.print:
         from .catalogue import Catalogue
 
-        print(Catalogue(catalogue).format_seed_table(paths))
+        print(Catalogue(catalogue).format_seed_table(paths), end="")  # it ends with a newline
     return 0
 
 
@@ -176,7 +176,7 @@ def _demo(args):
                           seed_tables={table: paths},
                           progress=False if args.no_progress else None)
     print(dataset.attrs["summary"])
-    print(Catalogue(catalogue).format_seed_table(paths))
+    print(Catalogue(catalogue).format_seed_table(paths), end="")
     print(_truth_comparison(dataset, directory))
     print(f"\nCatalogue: {catalogue}\n  open it with: xarray.open_zarr({catalogue!r})")
     print(f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}\nText table: {table}")

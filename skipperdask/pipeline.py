@@ -22,7 +22,7 @@ import dask
 from dask.utils import parse_bytes
 from distributed import as_completed
 
-from . import __version__, config
+from . import config
 from .catalogue import Catalogue, ImageRecord
 from .errors import SkipperError
 from .metrics import analyse, metrics_dataset
@@ -139,7 +139,9 @@ class Summary:
 class Progress:
     """A one-line progress bar on a terminal: images done / total, GB/s."""
 
-    def __init__(self, total, enabled=None, stream=sys.stderr):
+    def __init__(self, total, enabled=None, stream=None):
+        # standard error as it is now, not at import (pytest and notebooks replace it)
+        stream = sys.stderr if stream is None else stream
         self.total, self.stream = total, stream
         self.enabled = stream.isatty() if enabled is None else enabled
         self.start = time.perf_counter()
@@ -239,7 +241,6 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                            commit_seconds=commit_seconds)
     options = options or Options.from_config()
     store = Catalogue(catalogue)
-    provenance = {"skipperdask_version": __version__, **dataclasses.asdict(options)}
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     bar = Progress(len(todo), enabled=progress)
@@ -266,7 +267,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     def commit():
         nonlocal batch, last_commit
         if batch:
-            store.add(batch, options=provenance)
+            store.add(batch, options=dataclasses.asdict(options))
             batch = []
         if not os.path.exists(catalogue):
             return  # nothing committed yet: no table to write
