@@ -95,12 +95,16 @@ def _record(layout, metrics, elapsed):
 def image_task(path, options):
     """Read a file's headers; compute it whole when it is no larger than one chunk.
 
-    Returns the file's :class:`ImageRecord` (small files) or its layout (large files,
-    to be fanned out into row chunks).
+    Returns the file's :class:`ImageRecord` (small files, or a bad file: the record then
+    holds the error, which keeps worker logs free of tracebacks for expected failures) or
+    its layout (large files, to be fanned out into row chunks).
     """
     start = time.perf_counter()
-    layout = scan_file(path, polarity=options.polarity)
-    _check_same_shape(layout)
+    try:
+        layout = scan_file(path, polarity=options.polarity)
+        _check_same_shape(layout)
+    except SkipperError as error:
+        return _failed(path, error)
     if max(a.nbytes for a in layout.amps) > options.chunk_bytes:
         return layout
     statistics = []
@@ -169,7 +173,8 @@ class Progress:
 
 
 def files_to_process(paths, catalogue, reprocess=False):
-    """The paths not yet in the catalogue, or changed since (size or mtime), or all of them.
+    """The paths to process: not yet in the catalogue, failed before (a transient failure
+    or a file since repaired), or changed since (size or mtime); all of them to reprocess.
 
     Returns
     -------
@@ -184,7 +189,7 @@ def files_to_process(paths, catalogue, reprocess=False):
             continue
         seen.add(path)
         entry = done.get(path)
-        if entry is not None:
+        if entry is not None and entry.ok:
             try:
                 stat = os.stat(path)
             except OSError:
@@ -224,8 +229,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     window : int, optional
         Files in flight at once; default four per worker thread.
     commit_seconds : float, optional
-        Commit finished images to the catalogue at least this often (default 2 s) and at
-        the end, so a killed run loses at most that much work.
+        Commit finished images to the catalogue this often, and at the end, so a killed run
+        loses at most that much work; default every 2 s, or five times the last commit's
+        duration when longer (a commit rewrites the catalogue).
 
     Returns
     -------
@@ -244,7 +250,13 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     bar = Progress(len(todo), enabled=progress)
-    commit_seconds = 2.0 if commit_seconds is None else commit_seconds
+    if commit_seconds is None:
+        # a commit rewrites the catalogue: at most a fifth of the time goes to it
+        def commit_interval(cost):
+            return max(2.0, 5 * cost)
+    else:
+        def commit_interval(cost):
+            return commit_seconds
     if window is None:
         window = max(4, 4 * sum(client.nthreads().values()))
     csv = csv or _default_csv(catalogue)
@@ -252,7 +264,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     queue = deque(todo)
     futures = as_completed()
     path_of = {}  # future key -> its file
-    batch, last_commit = [], time.perf_counter()
+    batch, last_commit, commit_cost = [], time.perf_counter(), 0.0
     start = time.perf_counter()
 
     def submit_next():
@@ -265,7 +277,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             futures.add(future)
 
     def commit():
-        nonlocal batch, last_commit
+        nonlocal batch, last_commit, commit_cost
+        started = time.perf_counter()
         if batch:
             store.add(batch, options=dataclasses.asdict(options))
             batch = []
@@ -275,6 +288,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         for table, listed in (seed_tables or {}).items():
             store.write_seed_table(table, listed)
         last_commit = time.perf_counter()
+        commit_cost = last_commit - started
 
     for _ in range(window):
         submit_next()
@@ -289,8 +303,11 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         else:
             if isinstance(result, ImageRecord):
                 batch.append(result)
-                summary.ok += 1
-                summary.bytes += result.size
+                if result.ok:
+                    summary.ok += 1
+                    summary.bytes += result.size
+                else:
+                    summary.failed += 1
                 submit_next()
             else:
                 fit = _fan_out(client, result, options)
@@ -298,7 +315,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                 futures.add(fit)
         finally:
             future.release()
-        if time.perf_counter() - last_commit > commit_seconds:
+        if time.perf_counter() - last_commit > commit_interval(commit_cost):
             commit()
         summary.seconds = time.perf_counter() - start
         bar.update(summary)
