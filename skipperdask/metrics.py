@@ -76,16 +76,21 @@ def histogram_window(histogram, *, min_halfwidth=3.0):
     return int(np.floor(median - halfwidth)), int(np.ceil(median + halfwidth)) + 1
 
 
+def sample_noise_histogram(statistics, index):
+    """Counts and edges of the window of single-sample image ``index`` that imgNoise fits."""
+    histogram = statistics.histograms[index]
+    lo, hi = histogram_window(histogram)
+    offset = 0.5 if statistics.integer_valued else 0.0  # integers sit at the centres of bins
+    return histogram.dense(lo, hi), np.arange(lo, hi + 1) - offset
+
+
 def _single_sample_noise(analysis):
     """imgNoise: Gaussian fits on median ± 3 MAD of each single-sample image (first 50)."""
     stats = analysis.statistics
     nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50))
-    offset = 0.5 if stats.integer_valued else 0.0  # integers sit at the centres of their bins
     sigmas = []
-    for histogram in stats.histograms[:nsamples]:
-        lo, hi = histogram_window(histogram)
-        edges = np.arange(lo, hi + 1) - offset
-        result = fits.fit_gaussian(histogram.dense(lo, hi), edges)
+    for index in range(min(nsamples, len(stats.histograms))):
+        result = fits.fit_gaussian(*sample_noise_histogram(stats, index))
         analysis.sample_noise_fits.append(result)
         if not result.reason:
             sigmas.append(result.sigma)
