@@ -49,13 +49,13 @@ MARKERS = {"o": "circles", "s": "squares", "^": "triangles", "D": "diamonds"}
 
 # --------------------------------------------------------------------------- helpers
 
-def _say(ax, text, **kwargs):
-    """Write ``text`` in the middle of a panel (why a curve is missing)."""
+def _say(ax, text, *, y=0.5, **kwargs):
+    """Write ``text`` across a panel, in the middle by default (why a curve is missing)."""
     options = {"ha": "center", "va": "center", "wrap": True, "fontsize": 10,
                "color": "0.25", "gid": "reason",
                "bbox": {"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "0.6"}}
     options.update(kwargs)
-    return ax.text(0.5, 0.5, text, transform=ax.transAxes, **options)
+    return ax.text(0.5, y, text, transform=ax.transAxes, **options)
 
 
 def _value(value, error, digits=3):
