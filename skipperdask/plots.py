@@ -203,8 +203,9 @@ def _peaks_panel(ax, residuals_ax, analysis):
                  loc="left")
     ax.set_ylabel("pixels per bin")
     residuals_ax.set_xlabel("average pixel value (ADU)")
-    residuals_ax.set_ylabel("(data − model)\n/ √model")
+    residuals_ax.set_ylabel("(data − curve)\n/ √curve")
     ax.tick_params(labelbottom=False)
+    residuals_ax.ticklabel_format(axis="x", useOffset=False)
     fit = analysis.peaks_fit
     values = analysis.values
     reasons = analysis.reasons
@@ -215,35 +216,60 @@ def _peaks_panel(ax, residuals_ax, analysis):
     ax.stairs(counts, edges, color="black", linewidth=1.0, label="data", gid="data")
     ax.set_yscale("log")
     ax.set_ylim(0.5, max(counts.max(), 1) * 30)  # room above the peaks for the legend
-    drawable = all(np.isfinite(getattr(fit, p)) for p in ("x0", "sigma", "gain", "lam", "n"))
-    if not drawable:
-        missing = [reasons.get(name) for name in ("aduConversion", "skNoise") if reasons.get(name)]
-        _say(ax, "no fitted model: " + "; ".join(dict.fromkeys(missing or ["fit failed"])))
+    params = {p: float(getattr(fit, p, np.nan)) for p in ("x0", "sigma", "gain", "lam", "n")}
+    if not all(np.isfinite(v) for v in params.values()):
+        # without gain and λ the zero-electron peak's area is unknown too: no curve, but
+        # what was measured (σ, say) and why the rest is missing
+        _say(ax, "no model curve\n" + _peaks_summary(analysis), y=0.8)
         residuals_ax.set_yticks([])
         return
-    ax.skipperdask_fit = {"x0": fit.x0, "sigma": fit.sigma, "gain": fit.gain, "lam": fit.lam,
-                          "n": fit.n, "method": fit.method}
-    fine, model = _smooth_model(fit, edges)
+    ax.skipperdask_fit = {**params, "method": fit.method}
     legend = [
         f"gain g = {_value(values['aduConversion'], values['aduConversion_err'])} ADU/e⁻",
         f"noise σ = {_value(values['skNoise'], values['skNoise_err'])} ADU",
         f"dark current λ = {_value(values['darkCurrent'], values['darkCurrent_err'])} e⁻/pixel",
         f"resolution σ/g = {_value(values['resolution'], values['resolution_err'])} e⁻",
-        f"reduced χ² = {fit.chi2_reduced:.3g} ({fit.ndof} d.o.f.), heights: {fit.method}",
+        f"reduced χ² = {fit.chi2_reduced:.3g} ({fit.ndof} d.o.f.), fit: {fit.method}",
     ]
-    ax.plot(fine, model, color="tab:red", linewidth=1.5, gid="model",
-            label="Gaussian-smeared Poisson\n" + "\n".join(legend))
+    name = "Gaussian-smeared Poisson"
+    style = {"color": "tab:red", "linewidth": 1.5}
+    if fit.method != "poisson":
+        # the accepted fit has free peak areas (and a continuum) that the fit result does not
+        # keep: draw Poisson heights at its parameters, dashed, and say so
+        name = "Poisson heights at the fitted x0, σ, g, λ"
+        style["linestyle"] = "--"
+        note = (f"against the dashed curve; the {fit.method} fit itself has reduced "
+                f"χ² = {fit.chi2_reduced:.3g}")
+        residuals_ax.text(0.01, 0.95, note, transform=residuals_ax.transAxes, va="top",
+                          fontsize=8, color="0.3")
+    fine, model = _smooth_model(params, edges)
+    ax.plot(fine, model, gid="model", label=f"{name}\n" + "\n".join(legend), **style)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
-    expected = _bin_model(fit, edges)
+    expected = _bin_model(params, edges)
     with np.errstate(divide="ignore", invalid="ignore"):
         pulls = np.where(expected > 0, (counts - expected) / np.sqrt(expected), 0.0)
     residuals_ax.stairs(pulls, edges, color="black", linewidth=1.0, gid="residuals")
     residuals_ax.axhline(0, color="tab:red", linewidth=1)
     limit = max(3.0, min(np.abs(pulls).max() * 1.1, 20.0))
     residuals_ax.set_ylim(-limit, limit)
+    x0, gain = params["x0"], params["gain"]
     electrons = ax.secondary_xaxis(
-        "top", functions=(lambda x: (x - fit.x0) / fit.gain, lambda e: fit.x0 + fit.gain * e))
+        "top", functions=(lambda x: (x - x0) / gain, lambda e: x0 + gain * e))
     electrons.set_xlabel("electrons, (x − x0) / g")
+
+
+def _peaks_summary(analysis):
+    """What the peaks fit measured and why the rest is missing, one line per metric."""
+    lines = []
+    for name, unit in (("skNoise", "ADU"), ("aduConversion", "ADU/e⁻"),
+                       ("darkCurrent", "e⁻/pixel")):
+        value = analysis.values.get(name, np.nan)
+        if np.isfinite(value):
+            error = analysis.values.get(f"{name}_err", np.nan)
+            lines.append(f"{name} = {_value(value, error)} {unit}")
+        else:
+            lines.append(f"{name} missing: {analysis.reasons.get(name, 'no fit')}")
+    return "\n".join(dict.fromkeys(lines))
 
 
 def _fitted_histogram(analysis):
@@ -260,21 +286,19 @@ def _fitted_histogram(analysis):
     return edges, counts.astype(float)
 
 
-def _kmax(fit, edges):
-    return max(9, int(np.ceil((edges[-1] - fit.x0) / fit.gain)) + 2)
-
-
-def _bin_model(fit, edges):
+def _bin_model(params, edges):
+    """Counts per bin of the Gaussian-smeared Poisson of ``params``, every peak in ``edges``."""
     from .fits import gauss_poisson_counts
 
-    return gauss_poisson_counts(edges, fit.n, fit.x0, fit.sigma, fit.gain, fit.lam,
-                                kmax=_kmax(fit, edges))
+    kmax = max(9, int(np.ceil((edges[-1] - params["x0"]) / params["gain"])) + 2)
+    return gauss_poisson_counts(edges, params["n"], params["x0"], params["sigma"],
+                                params["gain"], params["lam"], kmax=kmax)
 
 
-def _smooth_model(fit, edges):
+def _smooth_model(params, edges):
     """The model on a grid ten times finer, scaled to counts per fitted bin."""
     fine_edges = np.linspace(edges[0], edges[-1], 10 * (len(edges) - 1) + 1)
-    per_fine_bin = _bin_model(fit, fine_edges)
+    per_fine_bin = _bin_model(params, fine_edges)
     scale = np.diff(edges).mean() / np.diff(fine_edges).mean()
     return 0.5 * (fine_edges[:-1] + fine_edges[1:]), per_fine_bin * scale
 
@@ -284,6 +308,7 @@ def _entropy_panel(ax, analysis):
     ax.set_title("(c) entropy of the single-sample images", loc="left")
     ax.set_xlabel("sample index")
     ax.set_ylabel("entropy S (nats)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     entropies = analysis.entropies if analysis.entropies is not None else np.zeros(0)
     index = np.arange(len(entropies))
     if len(entropies):
@@ -292,7 +317,8 @@ def _entropy_panel(ax, analysis):
     line = analysis.entropy_line
     reason = analysis.reasons.get("dSdskip")
     if reason or line is None:
-        _say(ax, f"dSdskip missing: {reason or 'no line fitted'}")
+        _say(ax, f"dSdskip missing: {reason or 'no line fitted'}", y=0.85 if len(index) else 0.5)
+        ax.set_xlim(-0.5, max(len(index), 1) - 0.5)
         return
     ax.skipperdask_fit = {"slope": line.slope, "intercept": line.intercept,
                           "slope_err": line.slope_err}
@@ -339,8 +365,8 @@ def _noise_vs_n_panel(ax, analysis):
         ax.plot([levels[-1]], [sk], "*", color="tab:red", markersize=12, gid="skNoise",
                 label=f"skNoise (peaks fit) = {sk:.3g} ADU")
     if len(levels) == 1:
-        _say(ax, "one sample per pixel: nothing averaged", y=0.15)
-    ax.legend(loc="lower left", fontsize=9)
+        _say(ax, "one sample per pixel: nothing averaged", y=0.9)
+    ax.legend(loc="best", fontsize=9)
 
 
 def _sample_noise_fit_panel(ax, analysis):
@@ -356,6 +382,7 @@ def _sample_noise_fit_panel(ax, analysis):
     counts, edges = sample_noise_histogram(analysis.statistics, 0)
     ax.stairs(counts, edges, color="black", label="sample 0, window median ± 3 MAD", gid="data")
     ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.ticklabel_format(axis="x", useOffset=False)
     fit = analysis.sample_noise_fits[0]
     if fit.reason:
         _say(ax, f"Gaussian fit failed: {fit.reason}")
@@ -376,6 +403,7 @@ def _sample_noise_panel(ax, analysis):
     ax.set_title("(e) noise of each single sample", loc="left")
     ax.set_xlabel("sample index")
     ax.set_ylabel("σ (ADU)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fits = analysis.sample_noise_fits
     sigma = np.array([f.sigma for f in fits], float)
     error = np.array([f.sigma_err for f in fits], float)
@@ -390,6 +418,7 @@ def _sample_noise_panel(ax, analysis):
     ax.axhline(img_noise, color="tab:red", gid="imgNoise",
                label=f"imgNoise (mean) = {img_noise:.3g} ADU")
     ax.skipperdask_fit = {"sigma": sigma, "imgNoise": img_noise}
+    ax.set_xlim(-0.5, len(fits) - 0.5)
     ax.margins(y=0.4)
     ax.legend(loc="upper right", fontsize=9)
 
@@ -600,7 +629,7 @@ def distributions_figure(ds):
         ax = figure.add_subplot(rows, columns, k + 1)
         ax.set_gid(f"distribution:{name}")
         ax.set_xlabel(LABELS[name], fontsize=9)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel("amplifier images")
         if name not in ds:
             _say(ax, f"{name} is not in the catalogue")
