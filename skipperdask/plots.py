@@ -455,19 +455,23 @@ def _versus_variable(ds, key):
 def _x_axis(ds):
     """(x values, label): the images' times, or their index when they have none.
 
-    The label names where the processed images' times come from; a failed file's time is
-    often only its modification time, which is why plots leave it out of their range.
+    A failed file's time is often only its modification time, so the label names where the
+    processed images' times come from, and plots keep failed files out of their range.
     """
     ok = _ok(ds)
     if "time" in ds.coords:
         times = ds["time"].values
         if np.issubdtype(times.dtype, np.datetime64) and not np.isnat(times[ok]).all():
-            source = ""
-            if "time_source" in ds:
-                sources = sorted({str(s) for s in ds["time_source"].values[ok] if str(s)})
-                source = f" (from {', '.join(sources)})" if sources else ""
-            return times, f"time, UTC{source}"
+            sources = _time_sources(ds)
+            return times, "time, UTC" + (f" (from {sources})" if sources else "")
     return np.arange(ds.sizes["image"]), "image index"
+
+
+def _time_sources(ds):
+    """Where the processed images' times come from: header keywords, or mtime."""
+    if "time_source" not in ds:
+        return ""
+    return ", ".join(sorted({str(s) for s in ds["time_source"].values[_ok(ds)] if str(s)}))
 
 
 def _ok(ds):
@@ -564,7 +568,7 @@ def metric_figure(ds, names, *, flags=None, limit=None, ylabel=None, title=None)
             keep = ok & _present(ds, amp)
             values = ds[name].sel(amp=amp).values[keep]
             error = ds[f"{name}_err"].sel(amp=amp).values[keep] if f"{name}_err" in ds else None
-            label = f"{name}, {amp}" if len(names) > 1 else str(amp)
+            label = f"{name}, amplifier {amp}" if len(names) > 1 else f"amplifier {amp}"
             colour = f"C{a}"
             ax.errorbar(x[keep], values, yerr=error, fmt=markers[m % len(markers)] + "-",
                         color=colour, markersize=4, linewidth=0.8, capsize=0,
@@ -577,10 +581,13 @@ def metric_figure(ds, names, *, flags=None, limit=None, ylabel=None, title=None)
                         markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
                         markeredgewidth=1.8, label=flagged_label, gid=f"flagged:{name}:{amp}")
                 flagged_label = None
-    if limit is not None:
-        ax.axhline(limit, color=FLAG_COLOUR, linestyle="--", linewidth=1, gid="limit",
-                   label=f"flag limit {limit:g}")
     _log_if_wide(ax, ds[[n for n in names if n in ds]].to_array().values)
+    if limit is not None:  # a limit far from the data must not squash them
+        low, high = ax.get_ylim()
+        inside = low <= limit <= high
+        ax.axhline(limit, color=FLAG_COLOUR, linestyle="--", linewidth=1, gid="limit",
+                   label=f"flag limit {limit:g}" + ("" if inside else " (off scale)"))
+        ax.set_ylim(low, high)
     if ok.any():  # failed files only where they fall among the processed ones
         first, last = x[ok].min(), x[ok].max()
         failed = [i for i in np.flatnonzero(~ok) if first <= x[i] <= last]
@@ -646,7 +653,8 @@ def distributions_figure(ds):
             bins = np.linspace(bins[0], bins[-1], 41)
         for a, (amp, values) in enumerate(samples.items()):
             ax.hist(values, bins=bins, histtype="stepfilled", alpha=0.3, color=f"C{a}")
-            ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=f"C{a}", label=amp)
+            ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=f"C{a}",
+                    label=f"amplifier {amp}")
         if len(samples) > 1:
             ax.legend(fontsize=8)
     return figure
@@ -682,7 +690,8 @@ def versus_figure(ds, key, *, flags=None):
             x = ds[variable]
             x = (x.sel(amp=amp) if "amp" in x.dims else x).values[keep]
             y = ds[name].sel(amp=amp).values[keep]
-            ax.plot(x, y, "o", color=f"C{a}", markersize=5, label=str(amp), gid=f"{name}:{amp}")
+            ax.plot(x, y, "o", color=f"C{a}", markersize=5, label=f"amplifier {amp}",
+                    gid=f"{name}:{amp}")
             flagged = np.array([(int(i), str(amp)) in flags for i in np.flatnonzero(keep)],
                                bool)
             if flagged.any():
@@ -695,15 +704,16 @@ def versus_figure(ds, key, *, flags=None):
 
 
 def _span(ds):
-    x, label = _x_axis(ds)
+    x, _ = _x_axis(ds)
     if not np.issubdtype(np.asarray(x).dtype, np.datetime64):
         return "no image times"
     times = x[_ok(ds) & ~np.isnat(x)]
     first, last = times.min(), times.max()
     hours = (last - first) / np.timedelta64(1, "h")
     fmt = "%Y-%m-%d %H:%M:%S"
-    return (f"{_as_datetime(first).strftime(fmt)} – {_as_datetime(last).strftime(fmt)} UTC "
-            f"({hours:.3g} h; processed images, {label})")
+    sources = _time_sources(ds)
+    return (f"{_as_datetime(first).strftime(fmt)} – {_as_datetime(last).strftime(fmt)} UTC, "
+            f"{hours:.3g} h" + (f" (processed images' {sources})" if sources else ""))
 
 
 def _as_datetime(t):
@@ -731,9 +741,9 @@ body { font-family: sans-serif; margin: 2em; max-width: 1400px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-top: 0.6em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #eee; } td.number { text-align: right; }
+th { background: #eee; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
-.flag { color: crimson; } .note { color: #555; font-size: 0.9em; }
+.note { color: #555; font-size: 0.9em; }
 """
 
 
@@ -769,62 +779,68 @@ def write_report(catalogue, output_dir, *, versus=None, tail_ratio_limit=10.0,
     os.makedirs(output_dir, exist_ok=True)
     flags = flagged_images(ds, tail_ratio_limit=tail_ratio_limit, dsdskip_limit=dsdskip_limit)
     ok = _ok(ds)
-    limits = {"tailRatio": f"flagged above {tail_ratio_limit:g}",
-              "dSdskip": f"flagged below {dsdskip_limit:g}"}
-
-    sections = []
-    figures = [(name, [name]) for name in MAIN_METRICS if name != "pixVar"]
-    figures.append(("pixVar_clustVar", ["pixVar", "clustVar"]))
-    items = []
-    for stem, names in figures:
-        limit = {"tailRatio": tail_ratio_limit, "dSdskip": dsdskip_limit}.get(stem)
-        figure = metric_figure(ds, names, flags=flags, limit=limit)
-        file = _file_name(f"{stem}.png")
-        _save(figure, os.path.join(output_dir, file))
-        note = f' <span class="note">({html.escape(limits[stem])})</span>' if stem in limits else ""
-        items.append(f"<h3>{html.escape(' and '.join(names))}{note}</h3>\n"
-                     f'<img src="{html.escape(file)}" alt="{html.escape(stem)} against time">')
-    sections.append("<h2>Metrics against time</h2>\n"
-                    '<p class="note">One colour per amplifier; ringed in red: flagged images; '
-                    "dotted grey lines: files that failed. Error bars: one standard deviation."
-                    "</p>\n" + "\n".join(items))
-    _save(distributions_figure(ds), os.path.join(output_dir, "distributions.png"))
-    sections.append('<h2>Distributions</h2>\n<img src="distributions.png" '
-                    'alt="histograms of the main metrics">')
-    if versus is not None:
-        file = _file_name(f"versus_{versus}.png")
-        _save(versus_figure(ds, versus, flags=flags), os.path.join(output_dir, file))
-        sections.append(f"<h2>Against {html.escape(versus)}</h2>\n"
-                        f'<img src="{html.escape(file)}" alt="metrics against '
-                        f'{html.escape(versus)}">')
-
     paths = [str(p) for p in ds["path"].values] if "path" in ds else [
         str(i) for i in range(ds.sizes["image"])]
-    flag_rows = [(paths[i], amp, "; ".join(why)) for (i, amp), why in sorted(flags.items())]
-    sections.insert(0, f'<h2>Flagged images <span class="flag">({len(flag_rows)})</span></h2>\n'
-                    + (_table(("file", "amplifier", "why"), flag_rows) if flag_rows
-                       else "<p>None.</p>"))
     errors = ds["error"].values if "error" in ds else [""] * len(paths)
     failed_rows = [(paths[i], str(errors[i])) for i in np.flatnonzero(~ok)]
-    sections.insert(0, f'<h2>Failed files <span class="flag">({len(failed_rows)})</span></h2>\n'
-                    + (_table(("file", "error"), failed_rows) if failed_rows
-                       else "<p>None.</p>"))
-    summary = [
-        ("images", len(paths)),
-        ("processed", int(ok.sum())),
-        ("failed", int((~ok).sum())),
-        ("amplifiers", ", ".join(str(a) for a in ds["amp"].values)),
-        ("image × amplifier entries flagged", len(flag_rows)),
-        ("campaign span", _span(ds)),
-        ("catalogue", catalogue if isinstance(catalogue, (str, os.PathLike)) else "(dataset)"),
-        ("skipperdask", ds.attrs.get("skipperdask_version", "")),
-        ("catalogue updated", ds.attrs.get("updated", "")),
+    flag_rows = [(paths[i], amp, "; ".join(why)) for (i, amp), why in sorted(flags.items())]
+    limits = {"tailRatio": tail_ratio_limit, "dSdskip": dsdskip_limit}
+
+    def figure_html(figure, stem, title, alt, note=""):
+        file = _file_name(f"{stem}.png")
+        _save(figure, os.path.join(output_dir, file))
+        note = f' <span class="note">({html.escape(note)})</span>' if note else ""
+        return (f"<h3>{html.escape(title)}{note}</h3>\n"
+                f'<img src="{html.escape(file)}" alt="{html.escape(alt)}">')
+
+    over_time = []
+    for names in [[name] for name in MAIN_METRICS if name != "pixVar"] + [["pixVar", "clustVar"]]:
+        limit = limits.get(names[0])
+        note = "" if limit is None else (
+            f"flagged {'above' if names[0] == 'tailRatio' else 'below'} {limit:g}")
+        figure = metric_figure(ds, names, flags=flags, limit=limit)
+        title = " and ".join(LABELS.get(name, name) for name in names)
+        over_time.append(figure_html(figure, "_".join(names), title,
+                                     f"{' and '.join(names)} against time", note))
+    sections = [
+        ("summary", "Summary", _table(None, [
+            ("images", len(paths)),
+            ("processed", int(ok.sum())),
+            ("failed", len(failed_rows)),
+            ("amplifiers", ", ".join(str(a) for a in ds["amp"].values)),
+            ("image × amplifier entries flagged", len(flag_rows)),
+            ("campaign span", _span(ds)),
+            ("catalogue", os.fspath(catalogue) if isinstance(catalogue, (str, os.PathLike))
+             else "(dataset)"),
+            ("skipperdask", ds.attrs.get("skipperdask_version", "")),
+            ("catalogue updated", ds.attrs.get("updated", "")),
+        ])),
+        ("time", "Metrics against time",
+         '<p class="note">One colour per amplifier; ringed in red: flagged images (see the '
+         "table below); dotted grey lines: files that failed. Error bars: one standard "
+         "deviation.</p>\n" + "\n".join(over_time)),
+        ("distributions", "Distributions",
+         figure_html(distributions_figure(ds), "distributions", "main metrics over the campaign",
+                     "histograms of the main metrics")),
     ]
-    sections.insert(0, "<h2>Summary</h2>\n" + _table(None, summary))
+    if versus is not None:
+        sections.append(("versus", f"Against {versus}", figure_html(
+            versus_figure(ds, versus, flags=flags), f"versus_{versus}",
+            f"main metrics against the header keyword {versus}", f"metrics against {versus}")))
+    sections += [
+        ("failed", f"Failed files ({len(failed_rows)})",
+         _table(("file", "error"), failed_rows) if failed_rows else "<p>None.</p>"),
+        ("flagged", f"Flagged images ({len(flag_rows)})",
+         _table(("file", "amplifier", "why"), flag_rows) if flag_rows else "<p>None.</p>"),
+    ]
+    contents = " · ".join(f'<a href="#{anchor}">{html.escape(title)}</a>'
+                          for anchor, title, _ in sections)
+    body = "\n".join(f'<h2 id="{anchor}">{html.escape(title)}</h2>\n{content}'
+                     for anchor, title, content in sections)
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<title>skipperdask campaign report</title>\n"
             f"<style>{_STYLE}</style>\n</head>\n<body>\n<h1>skipperdask campaign report</h1>\n"
-            + "\n".join(sections) + "\n</body>\n</html>\n")
+            f"<p>{contents}</p>\n{body}\n</body>\n</html>\n")
     index = os.path.join(output_dir, "index.html")
     with open(index, "w", encoding="utf-8") as f:
         f.write(page)

@@ -185,7 +185,7 @@ def test_report_references_existing_figures_and_lists_failures(campaign, tmp_pat
     (failed,) = np.flatnonzero(ds["status"].values == "failed")
     error = str(ds["error"].values[failed])
     assert "not a FITS file" in error
-    failures = page[page.index("Failed files"):page.index("Flagged images")]
+    failures = page[page.index('<h2 id="failed">'):page.index('<h2 id="flagged">')]
     assert html.escape(error) in failures
     assert "Img_&lt;5&gt;.fits" in failures and "Img_<5>" not in page
     assert "<td>images</td><td>5</td>" in page and "<td>failed</td><td>1</td>" in page
@@ -209,6 +209,14 @@ def test_report_points_are_the_catalogue_values(campaign):
     np.testing.assert_array_equal(drawn.get_ydata(), ds["darkCurrent"].sel(amp="AMP2").values[ok])
 
 
+def test_images_without_times_are_plotted_against_their_index(campaign):
+    _, ds = campaign
+    ok = ds["status"].values == "ok"
+    ax = metric_figure(ds.drop_vars("time"), "imgNoise").axes[0]
+    assert ax.get_xlabel() == "image index"
+    np.testing.assert_array_equal(line(ax, "imgNoise:AMP1").get_xdata(), np.flatnonzero(ok))
+
+
 def test_flagged_images_are_ringed_and_tabled(campaign, tmp_path):
     catalogue, ds = campaign
     ok = np.flatnonzero(ds["status"].values == "ok")
@@ -222,7 +230,7 @@ def test_flagged_images_are_ringed_and_tabled(campaign, tmp_path):
     np.testing.assert_array_equal(ringed.get_ydata(), ds["tailRatio"].sel(amp="AMP1").values[ok])
 
     page = read(write_report(catalogue, tmp_path, tail_ratio_limit=1.0))
-    flagged = page[page.index("Flagged images"):page.index("Metrics against time")]
+    flagged = page[page.index('<h2 id="flagged">'):]
     assert flagged.count("<tr><td>") == len(flags)
     assert "tailRatio = " in flagged and "&gt; 1" in flagged
 
