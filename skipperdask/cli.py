@@ -180,6 +180,10 @@ def _demo(args):
     print(_truth_comparison(dataset, directory))
     print(f"\nCatalogue: {catalogue}\n  open it with: xarray.open_zarr({catalogue!r})")
     print(f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}\nText table: {table}")
+    from .plots import write_report
+
+    index = write_report(catalogue, os.path.join(directory, "report"), versus="VDD")
+    print(f"Report: {_file_url(index)}")
     return 0
 
 
@@ -290,18 +294,82 @@ def _simulate(args):
 
 
 def _add_inspect(subparsers):
-    parser = subparsers.add_parser("inspect", help="diagnostic figure of one image")
-    parser.set_defaults(handler=_not_yet)
+    parser = subparsers.add_parser(
+        "inspect", help="diagnostic figure of one image",
+        description="Draw the diagnostics of one image, one PNG per amplifier: the average "
+        "image, its histogram with the fitted Gaussian-smeared Poisson and residuals, the "
+        "entropy of each sample with the dSdskip line, the noise against the number of "
+        "averaged samples, and the single-sample noise fits.",
+    )
+    parser.add_argument("file", help="the FITS file")
+    parser.add_argument("--amp", metavar="A",
+                        help="only this amplifier: its name (EXTNAME) or position (default: all)")
+    parser.add_argument("-o", "--output", metavar="PNG",
+                        help="the figure; with several amplifiers _<amp> is added before the "
+                        "suffix (default: <file name>_<amp>.png in the current directory)")
+    parser.add_argument("--polarity", type=int, choices=(-1, 1),
+                        help="sign of charge in the stored values (default: -1 unless the file "
+                        "name contains Avg)")
+    parser.add_argument("--baseline", choices=("none", "row-median"),
+                        help="subtract each row's median (default: none)")
+    parser.set_defaults(handler=_inspect)
+
+
+def _inspect(args):
+    from .errors import SkipperError
+    from .plots import inspect_image
+
+    try:
+        paths = inspect_image(args.file, amp=args.amp, output=args.output,
+                              polarity=args.polarity, baseline=args.baseline)
+    except (SkipperError, ValueError, OSError) as error:
+        print(f"skipperdask inspect: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(os.path.abspath(path))
+    return 0
 
 
 def _add_report(subparsers):
-    parser = subparsers.add_parser("report", help="HTML report of a catalogue")
-    parser.set_defaults(handler=_not_yet)
+    parser = subparsers.add_parser(
+        "report", help="HTML report of a catalogue",
+        description="Write a self-contained HTML report of a campaign's catalogue (index.html "
+        "and PNG figures beside it; open it in any browser, no server needed): the metrics "
+        "against time per amplifier, flagged images, distributions, failed files.",
+    )
+    parser.add_argument("catalogue", help="the Zarr catalogue (e.g. img_preproc_out.zarr)")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="directory of the report (default: report/ beside the catalogue)")
+    parser.add_argument("--versus", metavar="KEY",
+                        help="also plot the metrics against this header keyword, e.g. VDD")
+    parser.add_argument("--tail-ratio-limit", type=float, default=10.0, metavar="X",
+                        help="flag images whose tailRatio is above X (default: 10)")
+    parser.add_argument("--dsdskip-limit", type=float, default=-10.0, metavar="X",
+                        help="flag images whose dSdskip is below X milli-nats/sample "
+                        "(default: -10)")
+    parser.set_defaults(handler=_report)
 
 
-def _not_yet(args):
-    print(f"skipperdask {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+def _report(args):
+    from .plots import write_report
+
+    output = args.output or os.path.join(
+        os.path.dirname(os.path.abspath(args.catalogue.rstrip(os.sep))), "report")
+    try:
+        index = write_report(args.catalogue, output, versus=args.versus,
+                             tail_ratio_limit=args.tail_ratio_limit,
+                             dsdskip_limit=args.dsdskip_limit)
+    except (ValueError, OSError) as error:
+        print(f"skipperdask report: {error}", file=sys.stderr)
+        return 2
+    print(f"Report: {_file_url(index)}")
+    return 0
+
+
+def _file_url(path):
+    import pathlib
+
+    return pathlib.Path(path).resolve().as_uri()
 
 
 def build_parser():

@@ -81,6 +81,14 @@ def zero_peak_window(histogram):
     return int(np.floor(median - max(3 * mad, 3))), int(np.ceil(median + max(mad, 3))) + 1
 
 
+def sample_noise_histogram(statistics, index):
+    """Counts and edges of the window of single-sample image ``index`` that imgNoise fits."""
+    histogram = statistics.histograms[index]
+    lo, hi = zero_peak_window(histogram)
+    offset = 0.5 if statistics.integer_valued else 0.0  # integers sit at the centres of bins
+    return histogram.dense(lo, hi), np.arange(lo, hi + 1) - offset
+
+
 def _single_sample_noise(analysis):
     """imgNoise: Gaussian fits on each single-sample image (first 50; see zero_peak_window)."""
     stats = analysis.statistics
@@ -99,12 +107,9 @@ def _single_sample_noise(analysis):
 
 def _fit_single_samples(analysis):
     stats = analysis.statistics
-    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50))
-    offset = 0.5 if stats.integer_valued else 0.0  # integers sit at the centres of their bins
-    for histogram in stats.histograms[:nsamples]:
-        lo, hi = zero_peak_window(histogram)
-        edges = np.arange(lo, hi + 1) - offset
-        result = fits.fit_gaussian(histogram.dense(lo, hi), edges)
+    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50), len(stats.histograms))
+    for index in range(nsamples):
+        result = fits.fit_gaussian(*sample_noise_histogram(stats, index))
         analysis.sample_noise_fits.append(result)
 
 
@@ -291,6 +296,41 @@ def _statistics_of_array(data, plan, rows_per_chunk):
     return dask.delayed(ImageStatistics.combine)(parts)
 
 
+def analyse_image(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
+    """The measurements of every amplifier of one image: what :func:`image_metrics` tabulates.
+
+    Parameters are those of :func:`image_metrics`.
+
+    Returns
+    -------
+    list of AmpAnalysis
+        One per amplifier, in the order of ``pixels["amp"]``; each holds the statistics and
+        the fits behind the metrics (the diagnostic plots draw them).
+    """
+    if pixels.dims != ("amp", "row", "col", "skip"):
+        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
+    polarity = _polarity(pixels, polarity)
+    baseline = baseline or config.get("baseline", "none")
+    _, nrows, ncols, nskips = pixels.shape
+    plan = plan_statistics(
+        nrows, ncols, nskips, polarity, baseline=baseline,
+        max_entropy_samples=config.get("max-entropy-samples", 30),
+        max_noise_samples=config.get("max-noise-samples", 50),
+    )
+    delayed = [_statistics_of_array(pixels.data[a], plan, rows_per_chunk)
+               for a in range(pixels.sizes["amp"])]
+    statistics = dask.compute(*delayed)
+    return [analyse(s, bin_width=bin_width) for s in statistics]
+
+
+def _polarity(pixels, polarity):
+    """The explicit polarity, else the image's, else the configured default."""
+    polarity = polarity if polarity is not None else pixels.attrs.get("polarity")
+    if polarity is None:
+        polarity = config.get("polarity") or -1
+    return polarity
+
+
 def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
     """The quality metrics of one image.
 
@@ -319,21 +359,9 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
         ``imgNoise``, ``skNoise``, …), ``pedestal``, ``resolution`` (e⁻), ``fitChi2``,
         ``noise_vs_n`` over ``(amp, nsamp)`` and ``<name>_reason`` strings.
     """
-    if pixels.dims != ("amp", "row", "col", "skip"):
-        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
-    polarity = polarity if polarity is not None else pixels.attrs.get("polarity")
-    if polarity is None:
-        polarity = config.get("polarity") or -1
+    polarity = _polarity(pixels, polarity)
     baseline = baseline or config.get("baseline", "none")
-    _, nrows, ncols, nskips = pixels.shape
-    plan = plan_statistics(
-        nrows, ncols, nskips, polarity, baseline=baseline,
-        max_entropy_samples=config.get("max-entropy-samples", 30),
-        max_noise_samples=config.get("max-noise-samples", 50),
-    )
-    delayed = [_statistics_of_array(pixels.data[a], plan, rows_per_chunk)
-               for a in range(pixels.sizes["amp"])]
-    statistics = dask.compute(*delayed)
-    analyses = [analyse(s, bin_width=bin_width) for s in statistics]
+    analyses = analyse_image(pixels, polarity=polarity, baseline=baseline, bin_width=bin_width,
+                             rows_per_chunk=rows_per_chunk)
     attrs = {"path": pixels.attrs.get("path", ""), "polarity": int(polarity), "baseline": baseline}
     return metrics_dataset(analyses, [str(a) for a in pixels["amp"].values], attrs=attrs)
