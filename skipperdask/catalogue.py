@@ -302,8 +302,9 @@ def _keyword_variable(key, taken):
     return f"header_{key}" if key in taken else key
 
 
-def _block_from_record(record, committed):
-    """One finished image as a block of one image."""
+def _block_from_record(record, committed, taken):
+    """One finished image as a block of one image; header keywords named as a variable in
+    ``taken`` get a prefix."""
     metrics = record.metrics
     amps = [] if metrics is None else [str(a) for a in metrics["amp"].values]
     amp_headers = {str(a): h for a, h in (record.amp_headers or {}).items()}
@@ -314,7 +315,6 @@ def _block_from_record(record, committed):
     def put(name, dims, values, attrs=None):
         variables[name] = (("image", *dims), np.asarray(values)[np.newaxis], attrs or {})
 
-    taken = set(_RESERVED)
     if metrics is not None:
         for dim in metrics.dims:
             if dim not in metrics.indexes:
@@ -327,7 +327,6 @@ def _block_from_record(record, committed):
             if name in _RESERVED:
                 raise ValueError(f"{record.path}: metrics variable {name!r} is a catalogue name")
             put(name, var.dims, var.values, dict(var.attrs))
-            taken.add(name)
 
     error = record.error or ("" if metrics is not None else "no metrics were computed")
     when, time_source = _image_time(record)
@@ -485,7 +484,7 @@ class Catalogue:
             As ``xr.open_zarr(path)`` gives it (loaded); an empty Dataset when nothing was
             committed yet.
         """
-        return self._load().copy()
+        return self._load().copy(deep=True)
 
     def processed(self):
         """The files already in the catalogue, failed ones included.
@@ -548,7 +547,12 @@ class Catalogue:
                 old_blocks = [_block_from_dataset(old.isel(image=keep))]
             else:
                 old_blocks = []
-            new_blocks = [_block_from_record(r, committed) for r in records.values()]
+            # names a header keyword must not take: the catalogue's own and every metric's
+            taken = _RESERVED.union(
+                *(r.metrics.variables for r in records.values() if r.metrics is not None),
+                (n for n, v in old.variables.items() if "header_keyword" not in v.attrs),
+            )
+            new_blocks = [_block_from_record(r, committed, taken) for r in records.values()]
             labels, variables = _combine(old_blocks + new_blocks)
             now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             attrs = {
@@ -563,7 +567,7 @@ class Catalogue:
             ds = _dataset(labels, variables, attrs)
             self._publish(ds)
             self._ds = ds
-        return ds.copy()
+        return ds.copy(deep=True)
 
     def _publish(self, ds):
         """Write a complete new version and switch the link to it (see the module docstring)."""
