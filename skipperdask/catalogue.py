@@ -71,7 +71,7 @@ import math
 import os
 import re
 import shutil
-import tempfile
+import uuid
 import warnings
 from collections import namedtuple
 from dataclasses import dataclass, field
@@ -339,7 +339,7 @@ def _block_from_record(record, committed, taken):
     put("mtime", (), np.float64(record.mtime))
     put("elapsed", (), np.float64(record.elapsed))
     put("committed", (), committed)
-    put("polarity", (), np.int64(0 if metrics is None else metrics.attrs.get("polarity", 0)))
+    put("polarity", (), np.int64(0 if metrics is None else metrics.attrs.get("polarity") or 0))
     put("amp_present", ("amp",), np.ones(len(amps), dtype=bool))
 
     primary = {}
@@ -382,7 +382,8 @@ def _dataset(labels, variables, attrs):
     )
     if "path" in ds:
         ds = ds.set_coords([name for name in ("path", "time") if name in ds])
-        order = sorted(range(ds.sizes["image"]), key=lambda i: natural_key(ds.path.values[i]))
+        paths = ds.path.values
+        order = sorted(range(len(paths)), key=lambda i: natural_key(paths[i]))
         ds = ds.isel(image=order)
     return ds
 
@@ -408,14 +409,19 @@ def _fsync_tree(top):
         _fsync_path(root)
 
 
+def _unique():
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _write_text_atomically(path, text):
     """Write a text file whole or not at all: a temporary file beside it, then a rename."""
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{_unique()}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
+        with open(tmp, "x", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -572,7 +578,8 @@ class Catalogue:
     def _publish(self, ds):
         """Write a complete new version and switch the link to it (see the module docstring)."""
         previous = self._source
-        tmp = tempfile.mkdtemp(prefix="tmp-", dir=self.versions)
+        tmp = os.path.join(self.versions, f"tmp-{_unique()}")
+        os.mkdir(tmp)  # not tempfile.mkdtemp, whose directories only their owner can read
         with warnings.catch_warnings():
             # xr.open_zarr looks for consolidated metadata first and warns without it
             warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")

@@ -481,3 +481,15 @@ def test_sigkill_at_any_moment_leaves_a_valid_catalogue(store):
         before = len(numbers) + 1
         assert check_consistent(store) == list(range(before))
     assert before > 3 + 3  # the children did commit
+
+
+def test_files_are_readable_as_the_umask_allows(store, tmp_path):
+    old = os.umask(0o022)
+    try:
+        catalogue = Catalogue(store)
+        catalogue.add([record("/d/Img_1.fits", seed=1)])
+        catalogue.write_seed_table(tmp_path / "table.txt")
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.realpath(store)).st_mode & 0o777 == 0o755
+    assert os.stat(tmp_path / "table.txt").st_mode & 0o777 == 0o644
