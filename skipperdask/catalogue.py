@@ -195,6 +195,13 @@ def _sorted_labels(labels):
     return sorted(unique)
 
 
+def _outer(index, shape):
+    """Outer indexing: slices and one index array do it as they are; more arrays need np.ix_."""
+    if sum(isinstance(i, np.ndarray) for i in index) < 2:
+        return tuple(index)
+    return np.ix_(*(np.arange(n)[i] for i, n in zip(index, shape, strict=True)))
+
+
 def _combine(blocks):
     """One set of arrays from many blocks, on the union of their labels."""
     labels = {}
@@ -223,18 +230,23 @@ def _combine(blocks):
 
     start = 0
     for block in blocks:
-        rows = np.arange(start, start + block.nimages)
+        rows = slice(start, start + block.nimages)
+        where = {dim: [positions[dim][x] for x in block.labels[dim]] for dim in block.labels}
+        # labels in the union's order: plain slices, much faster than fancy indexing
+        where = {
+            dim: slice(0, len(w)) if w == list(range(len(w))) else np.array(w, dtype=int)
+            for dim, w in where.items()
+        }
         for name, (dims, values, _) in block.variables.items():
             full_dims = specs[name][0]
             index = [rows]
             for dim in full_dims[1:]:
                 if dim in dims:
-                    index.append([positions[dim][label] for label in block.labels[dim]])
+                    index.append(where[dim])
                 else:  # a primary header keyword that other images have per amplifier
                     values = np.expand_dims(values, axis=len(index))
-                    index.append(np.arange(len(labels[dim])))
-            target_shape = tuple(len(i) for i in index)
-            arrays[name][np.ix_(*index)] = np.broadcast_to(values, target_shape)
+                    index.append(slice(None))
+            arrays[name][_outer(index, arrays[name].shape)] = values
         start += block.nimages
 
     variables = {name: (spec[0], arrays[name], spec[2]) for name, spec in specs.items()}

@@ -58,9 +58,9 @@ def fake_metrics(amps, nskips, seed):
     """What metrics.image_metrics returns, by hand: values drawn from `seed`; with one sample
     only, the metrics that need several are NaN with a reason, as the metrics module does."""
     rng = np.random.default_rng(seed)
-    nsamp = [1]
-    while nsamp[-1] * 2 <= nskips:
-        nsamp.append(nsamp[-1] * 2)
+    nsamp = [1]  # 1, 2, 4, ... and nskips itself
+    while nsamp[-1] < nskips:
+        nsamp.append(min(2 * nsamp[-1], nskips))
     variables = {name: ("amp", rng.uniform(0.5, 50, len(amps))) for name in VALUES}
     variables["nskips"] = ("amp", np.full(len(amps), nskips, dtype=np.int64))
     variables["noise_vs_n"] = (("amp", "nsamp"), rng.uniform(0.1, 5, (len(amps), len(nsamp))))
@@ -190,7 +190,7 @@ def test_differing_amplifiers_and_sample_counts_are_padded(store):
     catalogue.add([record("/d/c.fits", amps=("CCD_C", "CCD_A", "CCD_D", "CCD_B"), nskips=5)])
     ds = xr.open_zarr(store).load()
     assert list(ds.amp.values) == ["0", "CCD_A", "CCD_B", "CCD_C", "CCD_D"]
-    assert list(ds.nsamp.values) == [1, 2, 4, 8, 16]
+    assert list(ds.nsamp.values) == [1, 2, 4, 5, 8, 16]
     np.testing.assert_array_equal(
         ds.amp_present.values,
         [
@@ -210,10 +210,17 @@ def test_differing_amplifiers_and_sample_counts_are_padded(store):
     for amp in ("CCD_A", "CCD_B", "CCD_C", "CCD_D"):
         assert float(c.skNoise.sel(amp=amp)) == float(expected.skNoise.sel(amp=amp))
     np.testing.assert_array_equal(
-        c.noise_vs_n.sel(amp="CCD_D").values[:3], expected.noise_vs_n.sel(amp="CCD_D").values
+        c.noise_vs_n.sel(amp="CCD_D", nsamp=[1, 2, 4, 5]).values,
+        expected.noise_vs_n.sel(amp="CCD_D").values,
     )
-    assert np.isnan(c.noise_vs_n.sel(amp="CCD_D").values[3:]).all()
-    np.testing.assert_array_equal(b.noise_vs_n.sel(amp="0").values[1:], [np.nan] * 4)
+    assert np.isnan(c.noise_vs_n.sel(amp="CCD_D", nsamp=[8, 16]).values).all()
+    np.testing.assert_array_equal(b.noise_vs_n.sel(amp="0").values[1:], [np.nan] * 5)
+    # a.fits lacks nsamp = 5 between its values: reindexed on both amp and nsamp
+    expected = fake_metrics(["CCD_A", "CCD_B"], 16, 1).noise_vs_n
+    np.testing.assert_array_equal(
+        a.noise_vs_n.sel(amp=["CCD_A", "CCD_B"], nsamp=[1, 2, 4, 8, 16]), expected
+    )
+    assert np.isnan(a.noise_vs_n.sel(nsamp=5)).all()
 
 
 def test_numeric_header_keywords_are_variables(store):
