@@ -500,3 +500,12 @@ def test_files_are_readable_as_the_umask_allows(store, tmp_path):
         os.umask(old)
     assert os.stat(os.path.realpath(store)).st_mode & 0o777 == 0o755
     assert os.stat(tmp_path / "table.txt").st_mode & 0o777 == 0o644
+
+
+def test_store_and_versions_move_together(store, tmp_path):
+    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in (store, store + ".versions"):
+        shutil.move(name, moved)
+    assert list(xr.open_zarr(moved / "catalogue.zarr").path.values) == ["/d/Img_1.fits"]
