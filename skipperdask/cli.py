@@ -42,7 +42,7 @@ def _add_cluster_options(parser):
                        "free port)")
 
 
-def _add_metric_options(parser):
+def _add_metric_options(parser, chunks=True):
     group = parser.add_argument_group("metrics")
     group.add_argument("--polarity", type=int, choices=(-1, 1),
                        help="sign of charge in the stored values, overriding the rule: -1 unless "
@@ -50,8 +50,9 @@ def _add_metric_options(parser):
     group.add_argument("--baseline", choices=("none", "row-median"),
                        help="subtract each row's median (use when the baseline drifts along "
                        "rows; default: none)")
-    group.add_argument("--chunk-bytes", metavar="SIZE",
-                       help="stored pixels one statistics task reads (default: 64MiB)")
+    if chunks:
+        group.add_argument("--chunk-bytes", metavar="SIZE",
+                           help="stored pixels one statistics task reads (default: 64MiB)")
 
 
 def _add_run(subparsers):
@@ -307,11 +308,7 @@ def _add_inspect(subparsers):
     parser.add_argument("-o", "--output", metavar="PNG",
                         help="the figure; with several amplifiers _<amp> is added before the "
                         "suffix (default: <file name>_<amp>.png in the current directory)")
-    parser.add_argument("--polarity", type=int, choices=(-1, 1),
-                        help="sign of charge in the stored values (default: -1 unless the file "
-                        "name contains Avg)")
-    parser.add_argument("--baseline", choices=("none", "row-median"),
-                        help="subtract each row's median (default: none)")
+    _add_metric_options(parser, chunks=False)
     parser.set_defaults(handler=_inspect)
 
 

@@ -375,15 +375,22 @@ def _sample_noise_fit_panel(ax, analysis):
     ax.set_gid("sample-noise-fit")
     ax.set_title("(e) first single-sample image: noise fit", loc="left")
     ax.set_xlabel("sample value (ADU)")
-    ax.set_ylabel("pixels per 1-ADU bin")
+    ax.set_ylabel("pixels per bin")
     if not analysis.sample_noise_fits:
         _say(ax, "imgNoise missing: " + analysis.reasons.get("imgNoise", "no fit"))
         return
-    counts, edges = sample_noise_histogram(analysis.statistics, 0)
-    ax.stairs(counts, edges, color="black", label="sample 0, window median ± 3 MAD", gid="data")
+    stats, fit = analysis.statistics, analysis.sample_noise_fits[0]
+    if stats.plan.nskips == 1 and not stats.integer_valued and not fit.reason:
+        # an averaged file: imgNoise is the zero peak of the image itself, on fine bins
+        edges = np.arange(fit.mu - 5 * fit.sigma, fit.mu + 3 * fit.sigma, fit.sigma / 4)
+        counts, _ = np.histogram(stats.average.ravel(), edges)
+        label = "the image (one sample per pixel)"
+    else:
+        counts, edges = sample_noise_histogram(stats, 0)
+        label = "sample 0, median − 3 MAD … median + 1 MAD"
+    ax.stairs(counts, edges, color="black", label=label, gid="data")
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.ticklabel_format(axis="x", useOffset=False)
-    fit = analysis.sample_noise_fits[0]
     if fit.reason:
         _say(ax, f"Gaussian fit failed: {fit.reason}")
         return
