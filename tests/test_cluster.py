@@ -279,3 +279,48 @@ def test_tls_cluster_takes_clients_with_certificates_only(tls_cluster, tmp_path)
         with pytest.raises(OSError):  # the scheduler ends the TLS handshake
             with connect(address=tls_cluster.address):
                 pass
+
+
+def test_campaign_on_a_running_cluster_survives_a_worker_killed_midway(cli_cluster, tmp_path):
+    import threading
+
+    import numpy as np
+    import xarray as xr
+
+    from skipperdask.cli import main
+    from skipperdask.simulate import simulate_campaign
+
+    data = tmp_path / "data"
+    n = 40
+    simulate_campaign(data, n, nrows=100, ncols=200, nskips=20, seed=3)
+    catalogue = tmp_path / "campaign.zarr"
+    with connect(scheduler_file=cli_cluster.scheduler_file) as client:
+        client.wait_for_workers(2, timeout=30)
+
+        def images_done():
+            return client.run_on_scheduler(
+                lambda dask_scheduler: sum(
+                    ts.state in ("memory", "released", "forgotten")
+                    for key, ts in dask_scheduler.tasks.items()
+                    if str(key).startswith("image-")
+                )
+            )
+
+        status = []
+        run = threading.Thread(target=lambda: status.append(main([
+            "run", "-d", str(data), "--catalogue", str(catalogue), "--no-progress",
+            "--scheduler-file", str(cli_cluster.scheduler_file),
+        ])))
+        run.start()
+        deadline = time.monotonic() + 60
+        while images_done() < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.is_alive(), "the campaign ended before a worker could be killed"
+        cli_cluster.kill(cli_cluster.workers[0])
+        run.join(timeout=120)
+    assert status == [0]
+    with xr.open_zarr(catalogue) as done:
+        paths = [str(p) for p in done.path.values]
+        assert len(paths) == len(set(paths)) == n
+        assert set(done.status.values) == {"ok"}
+        assert np.isfinite(done.aduConversion.values).all()
