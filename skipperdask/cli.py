@@ -160,15 +160,14 @@ def _demo(args):
 
     from .catalogue import Catalogue
     from .pipeline import process
-    from .simulate import simulate_campaign
+    from .plots import write_report
 
     directory = os.path.abspath(args.directory or tempfile.mkdtemp(prefix="skipperdask-demo-"))
     os.makedirs(directory, exist_ok=True)
     print(f"Simulating {args.images} images in {directory} ...", flush=True)
-    paths = [os.path.abspath(p) for p in simulate_campaign(
-        directory, args.images, seed=args.seed, overwrite=True, nrows=200, ncols=400, nskips=25,
-        tracks=3,
-    )]
+    paths, problems = _demo_campaign(directory, args.images, args.seed)
+    for path, problem in problems.items():
+        print(f"  {os.path.basename(path)}: {problem}")
     catalogue = os.path.join(directory, "img_preproc_out.zarr")
     table = os.path.join(directory, "img_preproc_out.txt")
     with _connect(args) as client:
@@ -181,11 +180,34 @@ def _demo(args):
     print(_truth_comparison(dataset, directory))
     print(f"\nCatalogue: {catalogue}\n  open it with: xarray.open_zarr({catalogue!r})")
     print(f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}\nText table: {table}")
-    from .plots import write_report
-
     index = write_report(catalogue, os.path.join(directory, "report"), versus="VDD")
     print(f"Report: {_file_url(index)}")
     return 0
+
+
+def _demo_campaign(directory, n_images, seed):
+    """A clean simulated campaign, plus the three problems the tool must show: tracks,
+    charge lost between samples, and a damaged file. Returns the paths and the problems."""
+    from .simulate import Truth, simulate_campaign, write_image
+
+    shape = {"nrows": 200, "ncols": 400, "nskips": 25}
+    paths = [os.path.abspath(p) for p in simulate_campaign(
+        directory, n_images, seed=seed, overwrite=True, **shape)]
+    problems = {}
+    for name, truth, problem in (
+        ("Img_101.fits", Truth(**shape, tracks=40, seed=seed + 101), "many tracks"),
+        ("Img_102.fits", Truth(**shape, dark_current=1.0, charge_loss=0.03, seed=seed + 102),
+         "charge lost between samples"),
+    ):
+        paths.append(os.path.abspath(write_image(os.path.join(directory, name), truth,
+                                                 overwrite=True)))
+        problems[paths[-1]] = problem
+    damaged = os.path.join(directory, "Img_103.fits")
+    with open(paths[0], "rb") as source, open(damaged, "wb") as target:
+        target.write(source.read(os.path.getsize(paths[0]) // 2))
+    paths.append(damaged)
+    problems[damaged] = "truncated on purpose: a bad file becomes an entry with its error"
+    return paths, problems
 
 
 def _truth_comparison(dataset, directory):
