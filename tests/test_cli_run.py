@@ -68,7 +68,8 @@ def test_default_pattern_output_and_catalogue(campaign, address, capsys, monkeyp
     monkeypatch.chdir(campaign)  # -d defaults to the current directory
     out = run(capsys, address)
     assert "Dask dashboard: http://127.0.0.1:" in out
-    assert "3 images ok, 0 failed, 0 skipped" in out
+    # three clean images, one with tracks, one with charge loss, one truncated file
+    assert "5 images ok, 1 failed, 0 skipped" in out
     # natural order, Img_[0-9]+.fits only
     assert table_files(campaign / "img_preproc_out.txt") == ["Img_1.fits", "Img_2.fits",
                                                              "Img_10.fits"]
@@ -173,21 +174,28 @@ def test_demo_end_to_end_then_the_follow_up_example(tmp_path, address, capsys):
     assert main(["demo", str(directory), "-n", "3", "--address", address, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Dask dashboard: http://127.0.0.1:" in out
-    assert "3 images ok, 0 failed, 0 skipped" in out
+    # three clean images, one with tracks, one with charge loss, one truncated file
+    assert "5 images ok, 1 failed, 0 skipped" in out
     comparison = re.findall(r"^(Img_\d+\.fits)\s+([\d.]+) \(([\d.]+)\)\s+([\d.]+) \(([\d.]+)\)",
                             out, flags=re.MULTILINE)
     assert len(comparison) == 3
     for _, gain, true_gain, noise, true_noise in comparison:
         assert float(gain) == pytest.approx(float(true_gain), rel=0.05)
         assert float(noise) == pytest.approx(float(true_noise), rel=0.15)
-    assert len(table_files(directory / "img_preproc_out.txt")) == 3
+    assert len(table_files(directory / "img_preproc_out.txt")) == 6
+    with xr.open_zarr(directory / "img_preproc_out.zarr") as catalogue:
+        by_name = {os.path.basename(str(p)): i for i, p in enumerate(catalogue.path.values)}
+        problems = catalogue.isel(amp=0).load()
+    assert float(problems.tailRatio[by_name["Img_101.fits"]]) > 10
+    assert float(problems.dSdskip[by_name["Img_102.fits"]]) < -10
+    assert "truncated" in str(problems.error[by_name["Img_103.fits"]].values)
 
     figure = tmp_path / "follow_up.png"
     follow_up = _load_example()
     store = str(directory / "img_preproc_out.zarr")
     assert follow_up.main([store, "--figure", str(figure)]) == 0
     out = capsys.readouterr().out
-    assert "3 images (3 ok)" in out
+    assert "6 images (5 ok)" in out
     assert figure.stat().st_size > 10_000
 
 
