@@ -119,12 +119,17 @@ class RssSampler:
     def __init__(self, client, interval=0.05):
         self.client, self.interval = client, interval
         self.peak = {}
+        self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            rss = self.client.run(lambda: psutil.Process().memory_info().rss)
+            try:
+                rss = self.client.run(lambda: psutil.Process().memory_info().rss)
+            except Exception:  # a worker was killed for its memory and is restarting
+                self.failures += 1
+                rss = {}
             for worker, value in rss.items():
                 self.peak[worker] = max(self.peak.get(worker, 0), value)
             self._stop.wait(self.interval)
@@ -176,8 +181,6 @@ def profile_stages(large_path, small_path, catalogue):
         start = time.perf_counter()
         metrics = _metrics(layout, statistics, options)
         stages[f"{label}: fits and metrics (metrics.analyse)"] = time.perf_counter() - start
-    size = os.path.getsize(large_path) / 1e9
-    stages["large: kernel GB/s (x 1000)"] = size / stages["large: read + statistics kernel"] / 1000
     records = [image_task(small_path, options) for _ in range(20)]
     store = Catalogue(catalogue)
     store.add(records)
@@ -194,7 +197,8 @@ def plot(results, directory):
     figure = Figure(figsize=(10, 4), layout="constrained")
     by_size, by_workers = figure.subplots(1, 2)
     sizes = sorted(results["pipeline"])
-    by_size.plot(sizes, [results["pipeline"][s] for s in sizes], "o-", label="skipperdask, 2 workers")
+    by_size.plot(sizes, [results["pipeline"][s] for s in sizes], "o-",
+                 label="skipperdask, 2 workers")
     by_size.axhline(results["read_warm"], color="grey", ls="--", label="read limit (warm)")
     if results.get("read_cold"):
         by_size.axhline(results["read_cold"], color="grey", ls=":", label="read limit (cold)")
@@ -279,6 +283,9 @@ def main(argv=None):
         results["profile"] = profile_stages(naive_path, small[0], top / "profile.zarr")
         for stage, seconds in results["profile"].items():
             print(f"  one thread: {stage:52} {seconds * 1000:8.1f} ms")
+        kernel = os.path.getsize(naive_path) / 1e9 / results["profile"][
+            "large: read + statistics kernel"]
+        print(f"  one thread: read + statistics kernel {kernel:.2f} GB/s")
 
         # ---- pipeline, 2 workers ------------------------------------------------------
         catalogue = str(top / "catalogue.zarr")
@@ -300,8 +307,8 @@ def main(argv=None):
             results["small"] = len(small) / seconds
             print(f"small images ({nbytes(small[:1]) / 1e6:.2f} MB, {small_truth['nskips']} "
                   f"samples): {results['small']:.1f} images/s")
-        scaling_paths = large[min(large)]
-        results["scaling"][2] = results["pipeline"][min(large)]
+        scaling_paths = large[max(large)]  # the fewest commits: the workers' own scaling
+        results["scaling"][2] = results["pipeline"][max(large)]
 
         # ---- 1 worker -----------------------------------------------------------------
         with cluster(1) as client:
@@ -321,11 +328,15 @@ def main(argv=None):
             with RssSampler(client) as sampler:
                 seconds = run_pipeline(memory_image, client, catalogue)
             results["memory_peak"] = sampler.peak
-            results["memory_ok"] = True
+            # a worker that went over its limit was restarted by its nanny: a new address
+            restarted = len(set(sampler.peak) - set(idle)) + sampler.failures
+            results["memory_ok"] = restarted == 0
+        memory_image_bytes = nbytes(memory_image)
         peaks = ", ".join(f"{v / MB:.0f}" for v in sampler.peak.values())
         idles = ", ".join(f"{v / MB:.0f}" for v in idle.values())
-        print(f"memory: {nbytes(memory_image) / 1e6:.0f} MB image, limit {limit / MB:.0f} MB per "
-              f"worker: done in {seconds:.1f} s, peak RSS per worker {peaks} MB (idle {idles} MB)")
+        print(f"memory: {memory_image_bytes / 1e6:.0f} MB image, limit {limit / MB:.0f} MB per "
+              f"worker: done in {seconds:.1f} s, peak RSS per worker {peaks} MB (idle {idles} MB),"
+              f" workers restarted for their memory: {restarted}")
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -341,7 +352,7 @@ def main(argv=None):
         ("small images, images/s", f"{results['small']:.1f}", ">= 50", results["small"] >= 50),
         ("1 -> 2 workers speed-up", f"{results['speedup']:.2f}x", ">= 1.7",
          results["speedup"] >= 1.7),
-        (f"image {nbytes(memory_image) / 1e6:.0f} MB, peak worker RSS (MB)",
+        (f"image {memory_image_bytes / 1e6:.0f} MB, peak worker RSS (MB), no restart",
          f"{peak / MB:.0f}", f"< {limit / MB:.0f}", results["memory_ok"] and peak < limit),
     ]
     print()

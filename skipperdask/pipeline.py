@@ -28,6 +28,9 @@ from .metrics import analyse, metrics_dataset
 from .reader import scan_file
 from .stats import ImageStatistics, plan_statistics, read_chunk_statistics
 
+#: largest fraction of the run the client spends committing to the catalogue
+COMMIT_SHARE = 0.1
+
 
 @dataclass(frozen=True)
 class Options:
@@ -221,8 +224,10 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     window : int, optional
         Files in flight at once; default four per worker thread.
     commit_seconds : float, optional
-        Commit finished images to the catalogue at least this often (default 2 s) and at
-        the end, so a killed run loses at most that much work.
+        Commit finished images to the catalogue every this many seconds (default 2 s) and
+        at the end, so a killed run loses at most that much work. A commit rewrites the
+        store and blocks submission, so when commits grow slow they are spaced out to take
+        at most a tenth of the run (``COMMIT_SHARE``).
 
     Returns
     -------
@@ -250,7 +255,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     queue = deque(todo)
     futures = as_completed()
     path_of = {}  # future key -> its file
-    batch, last_commit = [], time.perf_counter()
+    batch, last_commit, commit_cost = [], time.perf_counter(), 0.0
     start = time.perf_counter()
 
     def submit_next():
@@ -263,7 +268,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             futures.add(future)
 
     def commit():
-        nonlocal batch, last_commit
+        nonlocal batch, last_commit, commit_cost
+        started = time.perf_counter()
         if batch:
             store.add(batch)
             batch = []
@@ -271,6 +277,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         for table, listed in (seed_tables or {}).items():
             store.write_seed_table(table, listed)
         last_commit = time.perf_counter()
+        commit_cost = last_commit - started
 
     for _ in range(window):
         submit_next()
@@ -294,7 +301,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                 futures.add(fit)
         finally:
             future.release()
-        if time.perf_counter() - last_commit > commit_seconds:
+        # the workers starve while the client commits: keep commits a small share of the run
+        if time.perf_counter() - last_commit > max(commit_seconds, commit_cost / COMMIT_SHARE):
             commit()
         summary.seconds = time.perf_counter() - start
         bar.update(summary)
