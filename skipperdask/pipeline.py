@@ -13,10 +13,12 @@ catalogue in batches; a file that fails becomes a catalogue entry holding its er
 import dataclasses
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from queue import Empty, SimpleQueue
 
 import dask
 from dask.utils import parse_bytes
@@ -250,21 +252,13 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     bar = Progress(len(todo), enabled=progress)
-    if commit_seconds is None:
-        # a commit rewrites the catalogue: at most a fifth of the time goes to it
-        def commit_interval(cost):
-            return max(2.0, 5 * cost)
-    else:
-        def commit_interval(cost):
-            return commit_seconds
     if window is None:
         window = max(4, 4 * sum(client.nthreads().values()))
-    csv = csv or _default_csv(catalogue)
-
+    writer = CatalogueWriter(store, options, csv or _default_csv(catalogue), seed_tables,
+                             commit_seconds)
     queue = deque(todo)
     futures = as_completed()
     path_of = {}  # future key -> its file
-    batch, last_commit, commit_cost = [], time.perf_counter(), 0.0
     start = time.perf_counter()
 
     def submit_next():
@@ -276,33 +270,19 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             path_of[key] = path
             futures.add(future)
 
-    def commit():
-        nonlocal batch, last_commit, commit_cost
-        started = time.perf_counter()
-        if batch:
-            store.add(batch, options=dataclasses.asdict(options))
-            batch = []
-        if not os.path.exists(catalogue):
-            return  # nothing committed yet: no table to write
-        store.write_csv(csv)
-        for table, listed in (seed_tables or {}).items():
-            store.write_seed_table(table, listed)
-        last_commit = time.perf_counter()
-        commit_cost = last_commit - started
-
-    for _ in range(window):
-        submit_next()
-    for future in futures:
-        path = path_of.pop(future.key)
-        try:
-            result = future.result()
-        except Exception as error:  # the file's own failure: record it, go on
-            batch.append(_failed(path, error))
-            summary.failed += 1
+    try:
+        for _ in range(window):
             submit_next()
-        else:
+        for future in futures:
+            path = path_of.pop(future.key)
+            try:
+                result = future.result()
+            except Exception as error:  # the file's own failure: record it, go on
+                result = _failed(path, error)
+            finally:
+                future.release()
             if isinstance(result, ImageRecord):
-                batch.append(result)
+                writer.put(result)
                 if result.ok:
                     summary.ok += 1
                     summary.bytes += result.size
@@ -313,18 +293,89 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                 fit = _fan_out(client, result, options)
                 path_of[fit.key] = path
                 futures.add(fit)
-        finally:
-            future.release()
-        if time.perf_counter() - last_commit > commit_interval(commit_cost):
-            commit()
-        summary.seconds = time.perf_counter() - start
-        bar.update(summary)
-    commit()
+            summary.seconds = time.perf_counter() - start
+            bar.update(summary)
+    finally:
+        writer.close()
     summary.seconds = time.perf_counter() - start
     bar.close(summary)
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
     return dataset
+
+
+class CatalogueWriter:
+    """Commits finished images to the catalogue from a thread of its own, so that the
+    submission loop never waits on a commit (which rewrites the store).
+
+    Records are committed in batches: every ``commit_seconds``, or by default every 2 s
+    or five times the last commit's duration when that is longer, so that commits stay a
+    small share of the run however large the catalogue grows. The CSV and the seed's
+    tables are rewritten after each commit. :meth:`close` commits what is left and
+    raises the writer's error, if any.
+    """
+
+    _END = object()
+
+    def __init__(self, store, options, csv, seed_tables, commit_seconds=None):
+        self.store, self.csv, self.seed_tables = store, csv, seed_tables or {}
+        self.options = dataclasses.asdict(options)
+        self.commit_seconds = commit_seconds
+        self.error = None
+        self._records = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="catalogue-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, record):
+        """Queue a finished image's record; raises the writer's error if it failed."""
+        if self.error is not None:
+            raise self.error
+        self._records.put(record)
+
+    def close(self):
+        """Commit what is queued, write the tables, stop the thread."""
+        self._records.put(self._END)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _interval(self, cost):
+        if self.commit_seconds is not None:
+            return self.commit_seconds
+        return max(2.0, 5 * cost)
+
+    def _run(self):
+        last, cost, ending = time.perf_counter(), 0.0, False
+        try:
+            while not ending:
+                batch = []
+                item = self._records.get()
+                while True:
+                    if item is self._END:
+                        ending = True
+                        break
+                    batch.append(item)
+                    remaining = last + self._interval(cost) - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = self._records.get(timeout=remaining)
+                    except Empty:
+                        break
+                started = time.perf_counter()
+                self._commit(batch, tables=bool(batch) or ending)
+                last = time.perf_counter()
+                cost = last - started
+        except Exception as error:  # a full disk, say: the run must stop and say so
+            self.error = error
+
+    def _commit(self, batch, tables):
+        if batch:
+            self.store.add(batch, options=self.options)
+        if tables and os.path.exists(self.store.path):
+            self.store.write_csv(self.csv)
+            for table, listed in self.seed_tables.items():
+                self.store.write_seed_table(table, listed)
 
 
 def _fan_out(client, layout, options):

@@ -68,8 +68,7 @@ def test_default_pattern_output_and_catalogue(campaign, address, capsys, monkeyp
     monkeypatch.chdir(campaign)  # -d defaults to the current directory
     out = run(capsys, address)
     assert "Dask dashboard: http://127.0.0.1:" in out
-    # three clean images, one with tracks, one with charge loss, one truncated file
-    assert "5 images ok, 1 failed, 0 skipped" in out
+    assert "3 images ok, 0 failed, 0 skipped" in out
     # natural order, Img_[0-9]+.fits only
     assert table_files(campaign / "img_preproc_out.txt") == ["Img_1.fits", "Img_2.fits",
                                                              "Img_10.fits"]

@@ -1,0 +1,373 @@
+"""Throughput and memory of skipperdask on a simulated campaign (issue 6).
+
+Run from the repository root::
+
+    python benchmarks/campaign.py                 # the full run, under 10 minutes on 2 cores
+    python benchmarks/campaign.py --quick         # a smoke run of a minute or so
+    python benchmarks/campaign.py --sizes 200 800 --small 300 --plots docs
+
+It writes its own simulated campaign in a temporary directory and prints, side by side:
+the read limit (plain sequential reads of the same bytes, cold and warm page cache), the
+full metrics pipeline (``skipperdask.process`` on a local cluster of one worker process
+per core) in GB/s of raw input and as a fraction of the warm read limit, the cluster's
+start-up, a naive serial numpy baseline, images per second on small images, the speed-up
+from 1 to 2 workers, and the peak memory of each worker on an image twice its memory
+limit. It ends with a table of the targets of issue 6, PASS or FAIL.
+"""
+
+import argparse
+import math
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+# the worker processes must import this checkout's skipperdask, not an installed one
+sys.path.insert(0, str(REPOSITORY))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+
+import psutil  # noqa: E402
+from astropy.io import fits  # noqa: E402
+
+from skipperdask.cluster import connect  # noqa: E402
+from skipperdask.pipeline import process  # noqa: E402
+from skipperdask.simulate import Truth, write_image  # noqa: E402
+
+MB = 1_000_000
+NCOLS, NSKIPS = 500, 100  # a large raw image: rows of 500 pixels × 100 samples, uint32
+READ_BLOCK = 64 * 2**20
+
+
+def large_truth(size_mb, seed, nskips=NSKIPS):
+    """A raw image of about ``size_mb`` MB: uint32 samples, dark current, a few tracks."""
+    nrows = max(4, round(size_mb * MB / (NCOLS * nskips * 4)))
+    return Truth(nrows=nrows, ncols=NCOLS, nskips=nskips, tracks=20, seed=seed)
+
+
+def write_campaign(directory, truths):
+    directory.mkdir(parents=True, exist_ok=True)
+    return [str(write_image(directory / f"Img_{i + 1}.fits", t)) for i, t in enumerate(truths)]
+
+
+def drop_caches():
+    """Empty the page cache (root only); False when not allowed."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as control:
+            control.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def read_rate(paths):
+    """GB/s of plain sequential reads of the files, into one reused buffer."""
+    buffer = bytearray(READ_BLOCK)
+    view = memoryview(buffer)
+    total = 0
+    start = time.perf_counter()
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                total += n
+    return total / 1e9 / (time.perf_counter() - start)
+
+
+def nbytes(paths):
+    return sum(os.path.getsize(p) for p in paths)
+
+
+def run_pipeline(paths, client, catalogue):
+    """Seconds of ``skipperdask.process`` over the files (every file recomputed)."""
+    shutil.rmtree(catalogue, ignore_errors=True)
+    start = time.perf_counter()
+    dataset = process(paths, catalogue, client=client, reprocess=True, progress=False)
+    seconds = time.perf_counter() - start
+    failed = [e for e in dataset["error"].values if e] if "error" in dataset else []
+    if failed:
+        raise RuntimeError(f"the pipeline failed on some files: {failed[:3]}")
+    return seconds
+
+
+def naive_statistics(path, max_samples=50, max_levels=None):
+    """The seed's way: the whole cube in memory, plain numpy, one pass per statistic."""
+    with fits.open(path) as hdus:
+        nskips = int(hdus[0].header["NDCMS"])
+        data = hdus[0].data.astype(np.float64)
+    cube = -data.reshape(data.shape[0], -1, nskips)  # raw polarity: charge lowers the value
+    average = cube.mean(axis=2)
+    levels = [1 << k for k in range(int(math.log2(nskips)) + 1)] + [nskips]
+    partial = [cube[:, :, :n].mean(axis=2) for n in levels]
+    pixel_variance = cube[:, :, 2:].var(axis=2, ddof=1)
+    histograms = [np.unique(np.floor(cube[:, :, s]), return_counts=True)
+                  for s in range(min(nskips, max_samples))]
+    average_histogram = np.unique(np.floor(average - average.min()), return_counts=True)
+    return average, partial, pixel_variance, histograms, average_histogram
+
+
+class RssSampler:
+    """The peak resident memory of every worker process, sampled in a background thread."""
+
+    def __init__(self, client, interval=0.05):
+        self.client, self.interval = client, interval
+        self.peak = {}
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                rss = self.client.run(lambda: psutil.Process().memory_info().rss)
+            except Exception:  # a worker was killed for its memory and is restarting
+                self.failures += 1
+                rss = {}
+            for worker, value in rss.items():
+                self.peak[worker] = max(self.peak.get(worker, 0), value)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def cluster(workers, memory_limit=None):
+    return connect(workers=workers, threads_per_worker=1, memory_limit=memory_limit,
+                   dashboard_address="127.0.0.1:0")
+
+
+def warm_up(client, path, catalogue):
+    """One small image through every worker: numba's cached kernel loaded, modules imported."""
+    start = time.perf_counter()
+    client.run(lambda: __import__("skipperdask.pipeline"))
+    run_pipeline([path] * 1, client, catalogue)
+    return time.perf_counter() - start
+
+
+def profile_stages(large_path, small_path, catalogue):
+    """Seconds of each stage of one image, in this process, one thread (warm cache)."""
+    from skipperdask.catalogue import Catalogue
+    from skipperdask.pipeline import Options, _metrics, _record, image_task
+    from skipperdask.reader import scan_file
+    from skipperdask.stats import ImageStatistics, read_chunk_statistics
+
+    options = Options.from_config()
+    stages = {}
+    for label, path in (("large", large_path), ("small", small_path)):
+        layout = scan_file(path)
+        amp = layout.amps[0]
+        plan = options.plan(amp, layout.polarity)
+        chunks = options.row_chunks(amp, plan)
+        read_rate([path])
+        read_chunk_statistics(amp, *chunks[0], plan)  # compiled, buffer touched
+        start = time.perf_counter()
+        parts = [read_chunk_statistics(amp, a, b, plan) for a, b in chunks]
+        stages[f"{label}: read + statistics kernel"] = time.perf_counter() - start
+        start = time.perf_counter()
+        statistics = [ImageStatistics.combine(parts)]
+        stages[f"{label}: combine chunks"] = time.perf_counter() - start
+        start = time.perf_counter()
+        metrics = _metrics(layout, statistics, options)
+        stages[f"{label}: fits and metrics (metrics.analyse)"] = time.perf_counter() - start
+    records = [image_task(small_path, options) for _ in range(20)]
+    store = Catalogue(catalogue)
+    store.add(records)
+    start = time.perf_counter()
+    store.add([_record(layout, metrics, 0.0)])
+    stages["catalogue: add 1 record to a store of 20"] = time.perf_counter() - start
+    return stages
+
+
+def plot(results, directory):
+    """Throughput against image size and against worker count, as a PNG."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    by_size, by_workers = figure.subplots(1, 2)
+    sizes = sorted(results["pipeline"])
+    by_size.plot(sizes, [results["pipeline"][s] for s in sizes], "o-",
+                 label="skipperdask, 2 workers")
+    by_size.axhline(results["read_warm"], color="grey", ls="--", label="read limit (warm)")
+    if results.get("read_cold"):
+        by_size.axhline(results["read_cold"], color="grey", ls=":", label="read limit (cold)")
+    by_size.axhline(2.0, color="red", lw=0.8, label="target 2 GB/s")
+    by_size.plot([results["naive_size"]], [results["naive"]], "s", label="naive numpy, serial")
+    by_size.set(xlabel="raw image size (MB)", ylabel="GB/s of raw input", xscale="log",
+                title="Throughput against image size")
+    by_size.legend(fontsize=8)
+    workers = sorted(results["scaling"])
+    by_workers.plot(workers, [results["scaling"][w] for w in workers], "o-", label="measured")
+    base = results["scaling"][workers[0]]
+    by_workers.plot(workers, [base * w / workers[0] for w in workers], "k:", label="linear")
+    by_workers.set(xlabel="worker processes (1 thread each)", ylabel="GB/s of raw input",
+                   xticks=workers, title="Throughput against worker count")
+    by_workers.legend(fontsize=8)
+    path = pathlib.Path(directory) / "performance.png"
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[200, 500, 1000],
+                        help="sizes of the large raw images, MB (default 200 500 1000)")
+    parser.add_argument("--gb-per-size", type=float, default=1.0,
+                        help="raw data per size: images of a size are repeated up to this")
+    parser.add_argument("--small", type=int, default=300, help="small images (default 300)")
+    parser.add_argument("--memory-limit", type=float, default=600,
+                        help="memory limit of each worker in the memory test, MB (default 600)")
+    parser.add_argument("--plots", default=str(REPOSITORY / "docs"),
+                        help="directory of the plot (default docs/); '' for none")
+    parser.add_argument("--workdir", help="where to write the campaign (default a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.gb_per_size, args.small = [200], 0.4, 60
+
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+          f"load average {load:.2f} at start")
+    results = {"pipeline": {}, "scaling": {}}
+    top = pathlib.Path(tempfile.mkdtemp(prefix="skipperdask-bench-", dir=args.workdir))
+    try:
+        # ---- the campaign -------------------------------------------------------------
+        start = time.perf_counter()
+        large = {}
+        for size in args.sizes:
+            count = max(2, math.ceil(args.gb_per_size * 1000 / size))
+            truths = [large_truth(size, seed=i) for i in range(count)]
+            large[size] = write_campaign(top / f"large-{size:g}MB", truths)
+        small_truth = dict(nrows=40, ncols=50, nskips=100)  # 800 kB each
+        small = write_campaign(top / "small", [Truth(**small_truth, seed=i)
+                                               for i in range(args.small)])
+        memory_image_mb = 2.2 * args.memory_limit
+        # many samples per pixel, as real raw images: the statistics are then small beside
+        # the pixels (see docs/performance.md)
+        memory_image = write_campaign(top / "memory", [large_truth(memory_image_mb, 7, 400)])
+        all_large = [p for paths in large.values() for p in paths]
+        print(f"wrote {nbytes(all_large) / 1e9:.2f} GB of large images ({len(all_large)} files), "
+              f"{args.small} small images of {nbytes(small[:1]) / 1e6:.2f} MB and a "
+              f"{nbytes(memory_image) / 1e6:.0f} MB image in {time.perf_counter() - start:.0f} s")
+
+        # ---- read limit ---------------------------------------------------------------
+        cold = drop_caches()
+        results["read_cold"] = read_rate(all_large) if cold else None
+        results["read_warm"] = max(read_rate(all_large) for _ in range(2))
+        print(f"read limit: cold {results['read_cold'] or float('nan'):.2f} GB/s"
+              f"{'' if cold else ' (cannot drop caches: not measured)'}, "
+              f"warm {results['read_warm']:.2f} GB/s")
+
+        # ---- naive serial baseline ----------------------------------------------------
+        naive_path = large[min(large)][0]
+        read_rate([naive_path])
+        start = time.perf_counter()
+        naive_statistics(naive_path)
+        results["naive"] = os.path.getsize(naive_path) / 1e9 / (time.perf_counter() - start)
+        results["naive_size"] = min(large)
+        print(f"naive numpy baseline (statistics only, no fits), {min(large):g} MB image: "
+              f"{results['naive']:.3f} GB/s")
+
+        # ---- where the time goes, one thread ----------------------------------------
+        results["profile"] = profile_stages(naive_path, small[0], top / "profile.zarr")
+        for stage, seconds in results["profile"].items():
+            print(f"  one thread: {stage:52} {seconds * 1000:8.1f} ms")
+        kernel = os.path.getsize(naive_path) / 1e9 / results["profile"][
+            "large: read + statistics kernel"]
+        print(f"  one thread: read + statistics kernel {kernel:.2f} GB/s")
+
+        # ---- pipeline, 2 workers ------------------------------------------------------
+        catalogue = str(top / "catalogue.zarr")
+        start = time.perf_counter()
+        with cluster(2) as client:
+            results["startup"] = time.perf_counter() - start
+            results["warmup"] = warm_up(client, small[0], catalogue)
+            print(f"cluster start-up {results['startup']:.2f} s, first image (warm-up) "
+                  f"{results['warmup']:.2f} s")
+            for size, paths in large.items():
+                read_rate(paths)  # warm page cache, as the warm read limit
+                seconds = run_pipeline(paths, client, catalogue)
+                results["pipeline"][size] = nbytes(paths) / 1e9 / seconds
+                print(f"pipeline, 2 workers, {len(paths)} × {size:g} MB: {seconds:.2f} s, "
+                      f"{results['pipeline'][size]:.2f} GB/s, "
+                      f"{results['pipeline'][size] / results['read_warm']:.2f} of warm read")
+            read_rate(small)
+            seconds = run_pipeline(small, client, catalogue)
+            results["small"] = len(small) / seconds
+            print(f"small images ({nbytes(small[:1]) / 1e6:.2f} MB, {small_truth['nskips']} "
+                  f"samples): {results['small']:.1f} images/s")
+        scaling_paths = large[max(large)]  # the fewest commits: the workers' own scaling
+        results["scaling"][2] = results["pipeline"][max(large)]
+
+        # ---- 1 worker -----------------------------------------------------------------
+        with cluster(1) as client:
+            warm_up(client, small[0], catalogue)
+            read_rate(scaling_paths)
+            seconds = run_pipeline(scaling_paths, client, catalogue)
+            results["scaling"][1] = nbytes(scaling_paths) / 1e9 / seconds
+        results["speedup"] = results["scaling"][2] / results["scaling"][1]
+        print(f"1 worker {results['scaling'][1]:.2f} GB/s, 2 workers "
+              f"{results['scaling'][2]:.2f} GB/s: speed-up {results['speedup']:.2f}×")
+
+        # ---- memory -------------------------------------------------------------------
+        limit = int(args.memory_limit * MB)
+        with cluster(2, memory_limit=limit) as client:
+            warm_up(client, small[0], catalogue)
+            idle = client.run(lambda: psutil.Process().memory_info().rss)
+            with RssSampler(client) as sampler:
+                seconds = run_pipeline(memory_image, client, catalogue)
+            results["memory_peak"] = sampler.peak
+            # a worker that went over its limit was restarted by its nanny: a new address
+            restarted = len(set(sampler.peak) - set(idle)) + sampler.failures
+            results["memory_ok"] = restarted == 0
+        memory_image_bytes = nbytes(memory_image)
+        peaks = ", ".join(f"{v / MB:.0f}" for v in sampler.peak.values())
+        idles = ", ".join(f"{v / MB:.0f}" for v in idle.values())
+        print(f"memory: {memory_image_bytes / 1e6:.0f} MB image, limit {limit / MB:.0f} MB per "
+              f"worker: done in {seconds:.1f} s, peak RSS per worker {peaks} MB (idle {idles} MB),"
+              f" workers restarted for their memory: {restarted}")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+    # ---- the table ----------------------------------------------------------------------
+    large_sizes = [s for s in results["pipeline"] if 200 <= s <= 2000] or list(results["pipeline"])
+    worst = min(results["pipeline"][s] for s in large_sizes)
+    peak = max(results["memory_peak"].values())
+    rows = [
+        ("large images, GB/s end to end (worst size)", f"{worst:.2f}", ">= 2", worst >= 2),
+        ("  ... / warm read limit", f"{worst / results['read_warm']:.2f}", ">= 0.35",
+         worst / results["read_warm"] >= 0.35),
+        ("  ... / naive numpy baseline", f"{worst / results['naive']:.1f}x", "", None),
+        ("small images, images/s", f"{results['small']:.1f}", ">= 50", results["small"] >= 50),
+        ("1 -> 2 workers speed-up", f"{results['speedup']:.2f}x", ">= 1.7",
+         results["speedup"] >= 1.7),
+        (f"image {memory_image_bytes / 1e6:.0f} MB, peak worker RSS (MB), no restart",
+         f"{peak / MB:.0f}", f"< {limit / MB:.0f}", results["memory_ok"] and peak < limit),
+    ]
+    print()
+    print(f"{'figure':48} {'measured':>10} {'target':>9}  result")
+    print("-" * 78)
+    for name, value, target, ok in rows:
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"{name:48} {value:>10} {target:>9}  {verdict}")
+    print(f"(read limit cold {results['read_cold'] or float('nan'):.2f} GB/s, warm "
+          f"{results['read_warm']:.2f} GB/s; cluster start-up {results['startup']:.2f} s; "
+          f"load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end)")
+    if args.plots:
+        print(f"plot: {plot(results, args.plots)}")
+    return 0 if all(ok is not False for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
