@@ -31,6 +31,9 @@ DENSE_HISTOGRAM_BINS = 16384
 OVERFLOW_CAPACITY = 65536
 
 BASELINES = ("none", "row-median")
+#: the noise of partial averages is measured on this many pixels at least (every k-th
+#: row): plenty for a width to 0.2 %, while the statistics stay small for huge images
+PARTIAL_AVERAGE_PIXELS = 250_000
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class StatisticsPlan:
     levels: tuple
     cluster_shape: tuple  # (rows, cols) of the tile holding one cluster; (0, 0) for none
     cluster_pixels: int
+    partial_stride: int  # partial averages are kept for the rows that are multiples of it
 
     @property
     def row_multiple(self):
@@ -157,6 +161,7 @@ def plan_statistics(nrows, ncols, nskips, polarity, *, baseline="none", max_entr
     if levels[-1] != nskips:
         levels.append(nskips)
     npixels = nskips - 2
+    rows_needed = -(-PARTIAL_AVERAGE_PIXELS // ncols)
     return StatisticsPlan(
         nrows=int(nrows), ncols=int(ncols), nskips=int(nskips), polarity=int(polarity),
         baseline=baseline,
@@ -164,6 +169,7 @@ def plan_statistics(nrows, ncols, nskips, polarity, *, baseline="none", max_entr
         levels=tuple(levels),
         cluster_shape=cluster_shape(nrows, ncols, npixels),
         cluster_pixels=npixels,
+        partial_stride=max(1, nrows // rows_needed),
     )
 
 
@@ -179,10 +185,11 @@ class ImageStatistics:
     row_start, row_stop : int
     average : ndarray (rows, ncols)
         Mean over samples.
-    partial_averages : ndarray (len(plan.levels), rows, ncols)
-        Mean over the first ``n`` samples, ``n`` in ``plan.levels``.
-    pixel_variance : ndarray (rows, ncols)
-        Variance (ddof=1) of each pixel's samples with index ≥ 2; NaN when fewer than 2.
+    partial_averages : ndarray (len(plan.levels), sampled rows, ncols)
+        Mean over the first ``n`` samples, ``n`` in ``plan.levels``, of the rows whose
+        index is a multiple of ``plan.partial_stride``.
+    pixel_variance : ndarray of float32 (rows, ncols), or (rows, 0) when nskips < 4
+        Variance (ddof=1) of each pixel's samples with index ≥ 2.
     histograms : list of Histogram
         1-ADU histograms of the single-sample images ``0 … plan.nhist - 1``.
     cluster_variance : ndarray (nclusters, nskips - 2)
@@ -227,83 +234,130 @@ class ImageStatistics:
         )
 
 
+# reductions over a pixel's samples: reassociation lets LLVM vectorise them, and for
+# digitised data (whole numbers below 2**53) every partial sum is exact in any order
+_VECTOR = {"reassoc", "nsz"}
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_VECTOR)
+def _sum(samples, start, stop):
+    total = 0.0
+    for s in range(start, stop):
+        total += samples[s]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_VECTOR)
+def _shifted_moments(samples, start, stop, shift):
+    """Σ d and Σ d² of d = samples - shift (shifting keeps the squares small)."""
+    first = 0.0
+    second = 0.0
+    for s in range(start, stop):
+        d = samples[s] - shift
+        first += d
+        second += d * d
+    return first, second
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_VECTOR)
+def _accumulate_cluster(samples, offset, first, sums, squares):
+    for s in range(sums.size):
+        d = samples[s] - offset - first[s]
+        sums[s] += d
+        squares[s] += d * d
+
+
 @numba.njit(cache=True, nogil=True)
 def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhist, centers,
-                       levels, tile_rows, tile_cols, tile_pixels, ntile_rows_total,
-                       average, partial, pixel_variance, dense, overflow, noverflow,
-                       tile_sum, tile_square, tile_first):
-    # returns the number of histogrammed values that are not whole numbers of ADU
+                       whole_numbers, levels, partial_stride, tile_rows, tile_cols, tile_pixels,
+                       ntile_rows_total, average, partial, pixel_variance, dense, overflow,
+                       noverflow, tile_sum, tile_square, tile_first):
+    # Sums and variances are taken on the stored numbers and converted once per pixel
+    # (value = polarity · (stored · scale + zero) - baseline): the loops over samples
+    # are then plain reductions. Returns the number of histogrammed values that are not
+    # whole numbers of ADU.
     nrows, ncols, nskips = block.shape
     width = dense.shape[1]
     half = width // 2
     nlevels = levels.size
     ntile_cols = ncols // tile_cols if tile_cols > 0 else 0
-    npix_var = nskips - 2
+    nvar = nskips - 2
+    first_slot = (row_offset + partial_stride - 1) // partial_stride
     row_values = np.empty(ncols)
     fractional = 0
     for r in range(nrows):
         baseline = 0.0
         if row_median:
             for c in range(ncols):
-                total = 0.0
-                for s in range(nskips):
-                    total += block[r, c, s]
-                row_values[c] = polarity * (total / nskips * scale + zero)
+                row_values[c] = polarity * (_sum(block[r, c], 0, nskips) / nskips * scale + zero)
             # a whole number of ADU keeps integer data on their 1-ADU bins
             baseline = np.round(np.median(row_values))
+        # the baseline in stored units, for the cluster variances
+        stored_baseline = polarity * baseline / scale
+        integer_offset = np.int64(polarity * zero - baseline) if whole_numbers else 0
         absolute_row = row_offset + r
+        sampled = absolute_row % partial_stride == 0
+        slot = absolute_row // partial_stride - first_slot
         tile_row = absolute_row // tile_rows if tile_rows > 0 else 0
         in_tile_row = tile_rows > 0 and tile_row < ntile_rows_total
         local_tile_row = tile_row - row_offset // tile_rows if tile_rows > 0 else 0
         for c in range(ncols):
-            tile_index = -1
-            raster = 0
-            if in_tile_row and c // tile_cols < ntile_cols:
-                raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
-                if raster < tile_pixels:
-                    tile_index = local_tile_row * ntile_cols + c // tile_cols
-            total = 0.0
-            first = 0.0
-            shifted = 0.0
-            shifted_square = 0.0
-            level = 0
-            for s in range(nskips):
-                v = polarity * (block[r, c, s] * scale + zero) - baseline
-                total += v
-                if s < nhist and v == v:
-                    b = math.floor(v)
-                    if v != b:
-                        fractional += 1
-                    i = b - centers[s] + half
+            samples = block[r, c]
+            if whole_numbers:
+                # digitised data: the value's bin is integer arithmetic on the stored number
+                for s in range(nhist):
+                    i = polarity * np.int64(samples[s]) + integer_offset - centers[s] + half
                     if 0 <= i < width:
                         dense[s, i] += 1
                     else:
                         n = noverflow[s]
                         if n < overflow.shape[1]:
-                            overflow[s, n] = b
+                            overflow[s, n] = i + centers[s] - half
                         noverflow[s] = n + 1
-                if s >= 2:
-                    if s == 2:
-                        first = v
-                    d = v - first
-                    shifted += d
-                    shifted_square += d * d
-                    if tile_index >= 0:
-                        if raster == 0:
-                            tile_first[tile_index, s - 2] = v
-                        d = v - tile_first[tile_index, s - 2]
-                        tile_sum[tile_index, s - 2] += d
-                        tile_square[tile_index, s - 2] += d * d
-                if level < nlevels and s + 1 == levels[level]:
-                    partial[level, r, c] = total / (s + 1)
-                    level += 1
-            average[r, c] = total / nskips
-            if npix_var >= 2:
-                spread = shifted_square - shifted * shifted / npix_var
-                pixel_variance[r, c] = spread / (npix_var - 1)
             else:
-                pixel_variance[r, c] = np.nan
+                for s in range(nhist):
+                    v = polarity * (samples[s] * scale + zero) - baseline
+                    if v == v:
+                        b = math.floor(v)
+                        if v != b:
+                            fractional += 1
+                        i = b - centers[s] + half
+                        if 0 <= i < width:
+                            dense[s, i] += 1
+                        else:
+                            n = noverflow[s]
+                            if n < overflow.shape[1]:
+                                overflow[s, n] = b
+                            noverflow[s] = n + 1
+            if sampled:
+                total = 0.0
+                start = 0
+                for level in range(nlevels):
+                    total += _sum(samples, start, levels[level])
+                    start = levels[level]
+                    partial[level, slot, c] = polarity * (total / start * scale + zero) - baseline
+            else:
+                total = _sum(samples, 0, nskips)
+            average[r, c] = polarity * (total / nskips * scale + zero) - baseline
+            if nvar >= 2:
+                first, second = _shifted_moments(samples, 2, nskips, np.float64(samples[2]))
+                pixel_variance[r, c] = (second - first * first / nvar) / (nvar - 1) * scale * scale
+            if in_tile_row and c // tile_cols < ntile_cols:
+                raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
+                if raster < tile_pixels:
+                    t = local_tile_row * ntile_cols + c // tile_cols
+                    if raster == 0:
+                        for s in range(nvar):
+                            tile_first[t, s] = samples[s + 2] - stored_baseline
+                    _accumulate_cluster(samples[2:], stored_baseline, tile_first[t],
+                                        tile_sum[t], tile_square[t])
     return fractional
+
+
+def _whole_numbers(block, scale, zero):
+    """Whether every value is a whole number of ADU by construction (integers, unit scale,
+    whole offset): the kernel's histograms then need no floating point."""
+    return block.dtype.kind in "iu" and scale == 1 and float(zero).is_integer()
 
 
 def _histogram_centres(block, scale, zero, polarity, nhist):
@@ -347,8 +401,11 @@ def chunk_statistics(block, plan, row_start, *, scale=1.0, zero=0.0):
     nlevels = len(plan.levels)
     centers = _histogram_centres(block, scale, zero, plan.polarity, plan.nhist)
     average = np.empty((nrows, ncols))
-    partial = np.empty((nlevels, nrows, ncols))
-    pixel_variance = np.empty((nrows, ncols))
+    stride = plan.partial_stride
+    nslots = -(-(row_start + nrows) // stride) - -(-row_start // stride)
+    partial = np.empty((nlevels, nslots, ncols))
+    # the variance of fewer than 2 samples is not kept at all (averaged images)
+    pixel_variance = np.empty((nrows, ncols if nskips >= 4 else 0), dtype=np.float32)
     dense = np.zeros((plan.nhist, DENSE_HISTOGRAM_BINS), dtype=np.int64)
     overflow = np.empty((plan.nhist, OVERFLOW_CAPACITY), dtype=np.int64)
     noverflow = np.zeros(plan.nhist, dtype=np.int64)
@@ -359,9 +416,10 @@ def chunk_statistics(block, plan, row_start, *, scale=1.0, zero=0.0):
     tile_first = np.zeros((tiles_allocated, tile_samples))
     fractional = _statistics_kernel(
         block, float(scale), float(zero), plan.polarity, plan.baseline == "row-median", row_start,
-        plan.nhist, centers, np.asarray(plan.levels, dtype=np.int64), tile_rows, tile_cols,
-        plan.cluster_pixels, ntile_rows_total, average, partial, pixel_variance, dense, overflow,
-        noverflow, tile_sum, tile_square, tile_first,
+        plan.nhist, centers, _whole_numbers(block, scale, zero),
+        np.asarray(plan.levels, dtype=np.int64), stride, tile_rows,
+        tile_cols, plan.cluster_pixels, ntile_rows_total, average, partial, pixel_variance,
+        dense, overflow, noverflow, tile_sum, tile_square, tile_first,
     )
     histograms = []
     for s in range(plan.nhist):
@@ -375,7 +433,7 @@ def chunk_statistics(block, plan, row_start, *, scale=1.0, zero=0.0):
         histograms.append(Histogram.merge([dense_part, Histogram(values, counts.astype(np.int64))]))
     n = plan.cluster_pixels
     cluster_variance = (
-        (tile_square[:ntiles] - tile_sum[:ntiles] ** 2 / n) / (n - 1)
+        (tile_square[:ntiles] - tile_sum[:ntiles] ** 2 / n) / (n - 1) * scale**2
         if ntiles
         else np.empty((0, tile_samples))
     )

@@ -18,8 +18,9 @@ def reference_statistics(values, plan):
     if plan.baseline == "row-median":
         v = v - np.round(np.median(v.mean(axis=2), axis=1))[:, None, None]
     average = v.mean(axis=2)
-    partial = np.stack([v[:, :, :n].mean(axis=2) for n in plan.levels])
-    pixel_variance = np.full(average.shape, np.nan)
+    sampled = np.arange(plan.nrows) % plan.partial_stride == 0
+    partial = np.stack([v[sampled, :, :n].mean(axis=2) for n in plan.levels])
+    pixel_variance = np.empty((plan.nrows, 0))
     if plan.nskips >= 4:
         pixel_variance = v[:, :, 2:].var(axis=2, ddof=1)
     histograms = [Histogram.of_values(v[:, :, s]) for s in range(plan.nhist)]
@@ -53,9 +54,9 @@ def test_one_chunk_equals_numpy(nskips, baseline):
     stats = chunk_statistics(values, plan, 0)
     reference = reference_statistics(values, plan)
     average, partial, pixel_variance, histograms, cluster_variance = reference
-    np.testing.assert_allclose(stats.average, average, rtol=1e-12)
-    np.testing.assert_allclose(stats.partial_averages, partial, rtol=1e-12)
-    np.testing.assert_allclose(stats.pixel_variance, pixel_variance, rtol=1e-9)
+    np.testing.assert_allclose(stats.average, average, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(stats.partial_averages, partial, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(stats.pixel_variance, pixel_variance, rtol=1e-6)  # float32
     for got, expected in zip(stats.histograms, histograms, strict=True):
         np.testing.assert_array_equal(got.values, expected.values)
         np.testing.assert_array_equal(got.counts, expected.counts)
@@ -63,20 +64,40 @@ def test_one_chunk_equals_numpy(nskips, baseline):
     assert stats.integer_valued
 
 
-def test_chunks_combine_to_the_whole():
+@pytest.mark.parametrize("partial_pixels", [250_000, 100])
+def test_chunks_combine_to_the_whole(monkeypatch, partial_pixels):
+    # with few partial-average pixels, only every k-th row keeps them: chunks must agree
+    monkeypatch.setattr("skipperdask.stats.PARTIAL_AVERAGE_PIXELS", partial_pixels)
     rng = np.random.default_rng(7)
     values = make_image(rng, nrows=50, nskips=20)
-    plan = plan_statistics(*values.shape, polarity=-1)
+    plan = plan_statistics(*values.shape, polarity=-1, baseline="row-median")
+    assert (plan.partial_stride > 1) == (partial_pixels == 100)
     whole = chunk_statistics(values, plan, 0)
     # deliberately unequal chunks, each starting on a cluster-tile boundary
     parts = [chunk_statistics(values[a:b], plan, a) for a, b in plan.row_chunks(plan.row_multiple)]
     assert len(parts) > 3
     combined = ImageStatistics.combine(parts[::-1])
     np.testing.assert_array_equal(combined.average, whole.average)
+    np.testing.assert_array_equal(combined.partial_averages, whole.partial_averages)
+    average, partial, *_ = reference_statistics(values, plan)
+    np.testing.assert_allclose(combined.partial_averages, partial, rtol=1e-12, atol=1e-9)
     np.testing.assert_array_equal(combined.pixel_variance, whole.pixel_variance)
     np.testing.assert_array_equal(combined.cluster_variance, whole.cluster_variance)
     for got, expected in zip(combined.histograms, whole.histograms, strict=True):
         np.testing.assert_array_equal(got.counts, expected.counts)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int16])
+def test_unsigned_and_short_integers(dtype):
+    # differences of unsigned samples must not wrap around
+    rng = np.random.default_rng(2)
+    values = make_image(rng, nskips=12, tracks=False).astype(dtype)
+    plan = plan_statistics(*values.shape, polarity=-1)
+    stats = chunk_statistics(values, plan, 0)
+    average, partial, pixel_variance, _, cluster_variance = reference_statistics(values, plan)
+    np.testing.assert_allclose(stats.pixel_variance, pixel_variance, rtol=1e-6)
+    np.testing.assert_allclose(stats.cluster_variance, cluster_variance, rtol=1e-9)
+    np.testing.assert_allclose(stats.average, average, rtol=1e-12)
 
 
 def test_float_data_are_not_integer_valued():
