@@ -284,6 +284,7 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
     nvar = nskips - 2
     first_slot = (row_offset + partial_stride - 1) // partial_stride
     row_values = np.empty(ncols)
+    bin_offsets = np.empty(nhist, dtype=np.int64)
     fractional = 0
     for r in range(nrows):
         baseline = 0.0
@@ -294,7 +295,10 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
             baseline = np.round(np.median(row_values))
         # the baseline in stored units, for the cluster variances
         stored_baseline = polarity * baseline / scale
-        integer_offset = np.int64(polarity * zero - baseline) if whole_numbers else 0
+        if whole_numbers:
+            integer_offset = np.int64(polarity * zero - baseline)
+            for s in range(nhist):
+                bin_offsets[s] = integer_offset - centers[s] + half
         absolute_row = row_offset + r
         sampled = absolute_row % partial_stride == 0
         slot = absolute_row // partial_stride - first_slot
@@ -306,13 +310,13 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
             if whole_numbers:
                 # digitised data: the value's bin is integer arithmetic on the stored number
                 for s in range(nhist):
-                    i = polarity * np.int64(samples[s]) + integer_offset - centers[s] + half
+                    i = polarity * np.int64(samples[s]) + bin_offsets[s]
                     if 0 <= i < width:
                         dense[s, i] += 1
                     else:
                         n = noverflow[s]
                         if n < overflow.shape[1]:
-                            overflow[s, n] = i + centers[s] - half
+                            overflow[s, n] = i - bin_offsets[s] + integer_offset
                         noverflow[s] = n + 1
             else:
                 for s in range(nhist):
@@ -329,6 +333,12 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
                             if n < overflow.shape[1]:
                                 overflow[s, n] = b
                             noverflow[s] = n + 1
+            first = 0.0
+            second = 0.0
+            if nvar >= 2:
+                shift = np.float64(samples[2])
+                first, second = _shifted_moments(samples, 2, nskips, shift)
+                pixel_variance[r, c] = (second - first * first / nvar) / (nvar - 1) * scale * scale
             if sampled:
                 total = 0.0
                 start = 0
@@ -336,12 +346,12 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
                     total += _sum(samples, start, levels[level])
                     start = levels[level]
                     partial[level, slot, c] = polarity * (total / start * scale + zero) - baseline
+            elif nvar >= 2:
+                # the moments already hold the sum of samples 2 …: one pass over the samples
+                total = np.float64(samples[0]) + np.float64(samples[1]) + first + nvar * shift
             else:
                 total = _sum(samples, 0, nskips)
             average[r, c] = polarity * (total / nskips * scale + zero) - baseline
-            if nvar >= 2:
-                first, second = _shifted_moments(samples, 2, nskips, np.float64(samples[2]))
-                pixel_variance[r, c] = (second - first * first / nvar) / (nvar - 1) * scale * scale
             if in_tile_row and c // tile_cols < ntile_cols:
                 raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
                 if raster < tile_pixels:
@@ -406,7 +416,7 @@ def chunk_statistics(block, plan, row_start, *, scale=1.0, zero=0.0):
     partial = np.empty((nlevels, nslots, ncols))
     # the variance of fewer than 2 samples is not kept at all (averaged images)
     pixel_variance = np.empty((nrows, ncols if nskips >= 4 else 0), dtype=np.float32)
-    dense = np.zeros((plan.nhist, DENSE_HISTOGRAM_BINS), dtype=np.int64)
+    dense = np.zeros((plan.nhist, DENSE_HISTOGRAM_BINS), dtype=np.int32)
     overflow = np.empty((plan.nhist, OVERFLOW_CAPACITY), dtype=np.int64)
     noverflow = np.zeros(plan.nhist, dtype=np.int64)
     # tiles are laid out per tile row; allocate for every tile the chunk's rows touch
