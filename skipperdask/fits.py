@@ -455,6 +455,8 @@ def _deviance(counts, model, mask):
 MAX_NEWTON_STEPS = 200
 #: a Gaussian fit has converged when Newton's step is below this fraction of σ (μ, σ) and area
 NEWTON_TOLERANCE = 1e-9
+#: ... or when its step promises to lower the deviance by less than this
+NEWTON_DECREMENT = 1e-12
 
 
 def _newton_gaussians(counts, edges, mask, params, lower, upper):
@@ -487,7 +489,7 @@ def _newton_gaussians(counts, edges, mask, params, lower, upper):
                         upper[rows_])
         trial_deviance = _deviance(counts[rows_], _gaussian_model(edges[rows_], trial)[0],
                                    mask[rows_]).sum(axis=1)
-        # a step that no longer changes the parameters, or no decrease even at 1e-12 of
+        # a step that no longer changes the parameters, or no decrease even at 1e-8 of
         # Newton's step: at the minimum to rounding (the gradient's rounding limits the step)
         unchanged = np.all(trial == params[rows_], axis=1)
         accept = (trial_deviance <= deviance[rows_]) & ~unchanged
@@ -496,9 +498,11 @@ def _newton_gaussians(counts, edges, mask, params, lower, upper):
         deviance[taken] = trial_deviance[accept]
         active[taken[converged[taken]]] = False
         fresh[taken[~converged[taken]]] = True
-        halved = rows_[~accept & ~unchanged]
+        # rows whose last step was below the tolerance stop whether or not it was taken
+        halved = rows_[~accept & ~unchanged & ~converged[rows_]]
         length[halved] /= 2
-        stalled = np.r_[rows_[unchanged], halved[length[halved] < 1e-12]]
+        stalled = np.r_[rows_[unchanged | (converged[rows_] & ~accept)],
+                        halved[length[halved] < 1e-8]]
         converged[stalled] = True
         active[stalled] = False
     return params, converged & ~active
@@ -522,7 +526,10 @@ def _newton_step(counts, edges, mask, params):
     step = -np.einsum("rij,rj->ri", vectors, projected) / scale
     size = np.abs(step) / np.stack([params[:, 1], params[:, 1],
                                     np.maximum(params[:, 2], 1.0)], axis=1)
-    return step, size.max(axis=1) < NEWTON_TOLERANCE
+    # the decrease of the deviance Newton's step promises: below NEWTON_DECREMENT the step
+    # is under 1e-6 standard errors (the gradient's rounding may keep it above the tolerance)
+    decrement = -np.einsum("ri,ri->r", gradient, step)
+    return step, (size.max(axis=1) < NEWTON_TOLERANCE) | (decrement < NEWTON_DECREMENT)
 
 
 def fit_line(x, y):
