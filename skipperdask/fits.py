@@ -168,7 +168,12 @@ def _bin_probabilities(edges, mu, sigma):
     Upper tails are taken from the right (ndtr(-z)) so that far bins keep their precision.
     """
     z = (np.asarray(edges)[None, :] - np.asarray(mu, dtype=float)[:, None]) / sigma
-    lo, hi = z[:, :-1], z[:, 1:]
+    return _interval_probabilities(z)
+
+
+def _interval_probabilities(z):
+    """Φ(z[..., i + 1]) - Φ(z[..., i]), upper tails from the right for their precision."""
+    lo, hi = z[..., :-1], z[..., 1:]
     return np.where(lo > 0, special.ndtr(-lo) - special.ndtr(-hi),
                     special.ndtr(hi) - special.ndtr(lo))
 
@@ -195,6 +200,23 @@ def gauss_poisson_counts(edges, n, x0, sigma, gain, lam, kmax=9):
     k = np.arange(kmax + 1)
     weights = stats.poisson.pmf(k, lam)
     return n * (weights @ _bin_probabilities(edges, x0 + gain * k, sigma))
+
+
+def _gauss_poisson_derivatives(edges, params, kmax):
+    """:func:`gauss_poisson_counts` at ``params`` = (x0, σ, g, λ, n) and its derivatives
+    (bins, 5): those of the peaks' bin-integrated Gaussians, and ∂Pois(k; λ)/∂λ =
+    Pois(k - 1; λ) - Pois(k; λ)."""
+    x0, sigma, gain, lam, n = params
+    k = np.arange(kmax + 1)
+    weights = stats.poisson.pmf(k, lam)
+    peaks = np.stack([x0 + gain * k, np.full(k.size, sigma), np.ones(k.size)], axis=1)
+    probabilities, first, _ = _gaussian_model(np.asarray(edges, dtype=float), peaks)
+    d_weights = np.r_[0.0, weights[:-1]] - weights
+    position = weights @ first[..., 0]
+    derivatives = np.stack([n * position, n * (weights @ first[..., 1]),
+                            n * ((weights * k) @ first[..., 0]),
+                            n * (d_weights @ probabilities), weights @ probabilities], axis=1)
+    return n * (weights @ probabilities), derivatives
 
 
 def _free_heights_counts(edges, x0, sigma, gain, widening, areas, continuum):
@@ -230,9 +252,7 @@ def _gaussian_model(edges, params, *, second=False):
     """
     mu, sigma, area = (params[:, i, None] for i in range(3))
     z = (edges - mu) / sigma
-    lo, hi = z[:, :-1], z[:, 1:]
-    probability = np.where(lo > 0, special.ndtr(-lo) - special.ndtr(-hi),
-                           special.ndtr(hi) - special.ndtr(lo))
+    probability = _interval_probabilities(z)
     pdf = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
     zpdf = z * pdf
 
@@ -267,6 +287,16 @@ def _deviance_residuals(counts, model):
     return np.sign(counts - model) * np.sqrt(deviance)
 
 
+def _deviance_slopes(counts, model):
+    """Derivatives of :func:`_deviance_residuals` with respect to the model, (1 - c/m)/r;
+    -1/sqrt(m) in the limit m → c (taken within 1e-6, where r is rounding)."""
+    model = np.maximum(model, 1e-300)
+    residuals = _deviance_residuals(counts, model)
+    slope = 1.0 - counts / model
+    close = np.abs(slope) < 1e-6
+    return np.where(close, -1.0 / np.sqrt(model), slope / np.where(close, 1.0, residuals))
+
+
 @dataclass(frozen=True)
 class _LeastSquares:
     params: np.ndarray
@@ -277,13 +307,32 @@ class _LeastSquares:
     ok: bool  # converged, covariance of full rank, no parameter on a bound
 
 
-def _fit_counts(model, p0, lower, upper, counts):
-    """Poisson least squares of ``model(params)`` on ``counts``, with honest errors."""
+def _fit_counts(model, p0, lower, upper, counts, *, with_derivatives=False):
+    """Poisson least squares of ``model(params)`` on ``counts``, with honest errors.
+
+    With ``with_derivatives``, ``model(params)`` returns the counts and their derivatives
+    (bins, parameters): the Jacobian is then analytic instead of finite differences.
+    """
     p0 = np.clip(np.asarray(p0, dtype=float), lower, upper)
+    jac = "2-point"
+    if with_derivatives:
+        model_and_derivatives, last = model, {}
+
+        def evaluate(p):  # least_squares asks for the residuals, then the Jacobian, at p
+            if "p" not in last or not np.array_equal(last["p"], p):
+                last["p"], last["values"] = p.copy(), model_and_derivatives(p)
+            return last["values"]
+
+        def model(p):
+            return evaluate(p)[0]
+
+        def jac(p):
+            values, derivatives = evaluate(p)
+            return _deviance_slopes(counts, values)[:, None] * derivatives
     try:
         with np.errstate(all="ignore"):
             result = optimize.least_squares(
-                lambda p: _deviance_residuals(counts, model(p)), p0,
+                lambda p: _deviance_residuals(counts, model(p)), p0, jac=jac,
                 bounds=(lower, upper), x_scale="jac", method="trf",
             )
     except (ValueError, np.linalg.LinAlgError):
@@ -746,11 +795,12 @@ def _fit_poisson_heights(values, bin_width, x0, sigma, gain, lam, n):
         kmax = k_top + 3
 
         def model(p, edges=edges, kmax=kmax):
-            return gauss_poisson_counts(edges, p[4], p[0], p[1], p[2], p[3], kmax)
+            return _gauss_poisson_derivatives(edges, p, kmax)
 
         lower = np.array([edges[0], 1e-6 * sigma, gain / 1.5, 0.0, 0.0])
         upper = np.array([edges[-1], np.inf, gain * 1.5, 50.0, np.inf])
-        fit = _fit_counts(model, [x0, sigma, gain, lam, n], lower, upper, counts)
+        fit = _fit_counts(model, [x0, sigma, gain, lam, n], lower, upper, counts,
+                          with_derivatives=True)
         if not fit.ok:
             break
         x0, sigma, gain, lam, n = fit.params
