@@ -59,7 +59,11 @@ its neighbours), its width cannot be measured: σ, gain and λ are missing with 
 
 Errors are one standard deviation from the inverse of JᵀJ at the minimum (J the Jacobian of
 the deviance residuals), multiplied by max(1, χ²_reduced) when the model is not perfect, as
-the PDG scale factor does (never shrunk by a χ² below 1).
+the PDG scale factor does (never shrunk by a χ² below 1). The single Gaussians
+(:func:`fit_gaussians`, many histograms at once by Newton's method) take the inverse Fisher
+information instead, which JᵀJ approximates (equal within a few per cent but in sparse
+histograms), with the same scale factor. Jacobians are analytic (derivatives of the
+bin-integrated Gaussians), except in the free-heights fit.
 """
 
 from dataclasses import dataclass, field
@@ -73,6 +77,7 @@ __all__ = [
     "LineFit",
     "fit_gauss_poisson",
     "fit_gaussian",
+    "fit_gaussians",
     "fit_line",
     "fit_zero_peak",
     "fit_peaks",
@@ -167,7 +172,12 @@ def _bin_probabilities(edges, mu, sigma):
     Upper tails are taken from the right (ndtr(-z)) so that far bins keep their precision.
     """
     z = (np.asarray(edges)[None, :] - np.asarray(mu, dtype=float)[:, None]) / sigma
-    lo, hi = z[:, :-1], z[:, 1:]
+    return _interval_probabilities(z)
+
+
+def _interval_probabilities(z):
+    """Φ(z[..., i + 1]) - Φ(z[..., i]), upper tails from the right for their precision."""
+    lo, hi = z[..., :-1], z[..., 1:]
     return np.where(lo > 0, special.ndtr(-lo) - special.ndtr(-hi),
                     special.ndtr(hi) - special.ndtr(lo))
 
@@ -196,6 +206,23 @@ def gauss_poisson_counts(edges, n, x0, sigma, gain, lam, kmax=9):
     return n * (weights @ _bin_probabilities(edges, x0 + gain * k, sigma))
 
 
+def _gauss_poisson_derivatives(edges, params, kmax):
+    """:func:`gauss_poisson_counts` at ``params`` = (x0, σ, g, λ, n) and its derivatives
+    (bins, 5): those of the peaks' bin-integrated Gaussians, and ∂Pois(k; λ)/∂λ =
+    Pois(k - 1; λ) - Pois(k; λ)."""
+    x0, sigma, gain, lam, n = params
+    k = np.arange(kmax + 1)
+    weights = stats.poisson.pmf(k, lam)
+    peaks = np.stack([x0 + gain * k, np.full(k.size, sigma), np.ones(k.size)], axis=1)
+    probabilities, first, _ = _gaussian_model(np.asarray(edges, dtype=float), peaks)
+    d_weights = np.r_[0.0, weights[:-1]] - weights
+    position = weights @ first[..., 0]
+    derivatives = np.stack([n * position, n * (weights @ first[..., 1]),
+                            n * ((weights * k) @ first[..., 0]),
+                            n * (d_weights @ probabilities), weights @ probabilities], axis=1)
+    return n * (weights @ probabilities), derivatives
+
+
 def _free_heights_counts(edges, x0, sigma, gain, widening, areas, continuum):
     """Expected counts per bin of the free-heights model.
 
@@ -219,6 +246,40 @@ def _free_heights_counts(edges, x0, sigma, gain, widening, areas, continuum):
     return peaks + np.asarray(continuum) @ uniform
 
 
+def _gaussian_model(edges, params, *, second=False):
+    """Bin-integrated Gaussians, one per row, and their derivatives.
+
+    ``edges`` (rows, bins + 1), ``params`` (rows, 3) = (μ, σ, area). Returns the counts
+    (rows, bins), their first derivatives (rows, bins, 3) and, with ``second``, their second
+    derivatives (rows, bins, 3, 3). With z = (e - μ)/σ at an edge, Φ(z) has derivatives
+    -φ/σ and -zφ/σ (μ, σ), -zφ/σ², (1 - z²)φ/σ² and zφ(2 - z²)/σ² (μμ, μσ, σσ).
+    """
+    mu, sigma, area = (params[:, i, None] for i in range(3))
+    z = (edges - mu) / sigma
+    probability = _interval_probabilities(z)
+    pdf = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+    zpdf = z * pdf
+
+    def across(f):  # f at the lower edge minus f at the upper edge, over σ
+        return (f[:, :-1] - f[:, 1:]) / sigma
+
+    d_mu, d_sigma = across(pdf), across(zpdf)
+    first = np.stack([area * d_mu, area * d_sigma, probability], axis=-1)
+    if not second:
+        return area * probability, first, None
+    d_mumu = across(zpdf) / sigma
+    d_musigma = -across((1 - z**2) * pdf) / sigma
+    d_sigmasigma = -across(zpdf * (2 - z**2)) / sigma
+    hessian = np.empty(first.shape + (3,))
+    hessian[..., 0, 0] = area * d_mumu
+    hessian[..., 0, 1] = hessian[..., 1, 0] = area * d_musigma
+    hessian[..., 1, 1] = area * d_sigmasigma
+    hessian[..., 0, 2] = hessian[..., 2, 0] = d_mu
+    hessian[..., 1, 2] = hessian[..., 2, 1] = d_sigma
+    hessian[..., 2, 2] = 0.0
+    return area * probability, first, hessian
+
+
 # ---------------------------------------------------------------- least squares
 
 def _deviance_residuals(counts, model):
@@ -228,6 +289,16 @@ def _deviance_residuals(counts, model):
         log_term = np.where(counts > 0, counts * np.log(counts / model), 0.0)
     deviance = np.maximum(2.0 * (model - counts + log_term), 0.0)
     return np.sign(counts - model) * np.sqrt(deviance)
+
+
+def _deviance_slopes(counts, model):
+    """Derivatives of :func:`_deviance_residuals` with respect to the model, (1 - c/m)/r;
+    -1/sqrt(m) in the limit m → c (taken within 1e-6, where r is rounding)."""
+    model = np.maximum(model, 1e-300)
+    residuals = _deviance_residuals(counts, model)
+    slope = 1.0 - counts / model
+    close = np.abs(slope) < 1e-6
+    return np.where(close, -1.0 / np.sqrt(model), slope / np.where(close, 1.0, residuals))
 
 
 @dataclass(frozen=True)
@@ -240,13 +311,32 @@ class _LeastSquares:
     ok: bool  # converged, covariance of full rank, no parameter on a bound
 
 
-def _fit_counts(model, p0, lower, upper, counts):
-    """Poisson least squares of ``model(params)`` on ``counts``, with honest errors."""
+def _fit_counts(model, p0, lower, upper, counts, *, with_derivatives=False):
+    """Poisson least squares of ``model(params)`` on ``counts``, with honest errors.
+
+    With ``with_derivatives``, ``model(params)`` returns the counts and their derivatives
+    (bins, parameters): the Jacobian is then analytic instead of finite differences.
+    """
     p0 = np.clip(np.asarray(p0, dtype=float), lower, upper)
+    jac = "2-point"
+    if with_derivatives:
+        model_and_derivatives, last = model, {}
+
+        def evaluate(p):  # least_squares asks for the residuals, then the Jacobian, at p
+            if "p" not in last or not np.array_equal(last["p"], p):
+                last["p"], last["values"] = p.copy(), model_and_derivatives(p)
+            return last["values"]
+
+        def model(p):
+            return evaluate(p)[0]
+
+        def jac(p):
+            values, derivatives = evaluate(p)
+            return _deviance_slopes(counts, values)[:, None] * derivatives
     try:
         with np.errstate(all="ignore"):
             result = optimize.least_squares(
-                lambda p: _deviance_residuals(counts, model(p)), p0,
+                lambda p: _deviance_residuals(counts, model(p)), p0, jac=jac,
                 bounds=(lower, upper), x_scale="jac", method="trf",
             )
     except (ValueError, np.linalg.LinAlgError):
@@ -254,23 +344,34 @@ def _fit_counts(model, p0, lower, upper, counts):
         return _LeastSquares(nan, nan, np.diag(nan), np.nan, 0, False)
     ndof = int(counts.size - len(p0))
     chi2_reduced = 2.0 * result.cost / ndof if ndof > 0 else np.nan
-    # covariance as curve_fit computes it (pseudo-inverse of JᵀJ through the SVD of J)
-    _, s, vt = np.linalg.svd(result.jac, full_matrices=False)
-    full_rank = s.size == len(p0) and s[-1] > np.finfo(float).eps * max(result.jac.shape) * s[0]
-    if full_rank:
-        cov = (vt.T / s**2) @ vt
-        if np.isfinite(chi2_reduced):
-            cov = cov * max(1.0, chi2_reduced)
-    else:
-        cov = np.full((len(p0), len(p0)), np.nan)
-    # a parameter stuck on a bound that only limits the search means a failed fit;
-    # a bound at exactly 0 (λ, areas) is physical and may be reached
-    span = np.where(np.isfinite(upper - lower), upper - lower, np.abs(result.x) + 1.0)
-    stuck = (np.isfinite(lower) & (lower != 0) & (result.x - lower < 1e-6 * span)) | (
-        np.isfinite(upper) & (upper - result.x < 1e-6 * span))
-    on_bound = bool(np.any(stuck))
+    cov, full_rank = _covariance(result.jac, chi2_reduced)
+    on_bound = bool(_on_bound(result.x, lower, upper))
     ok = bool(result.success and full_rank and not on_bound and np.isfinite(chi2_reduced))
     return _LeastSquares(result.x, np.sqrt(np.diag(cov)), cov, chi2_reduced, ndof, ok)
+
+
+def _covariance(jac, chi2_reduced):
+    """Covariance(s) from Jacobian(s) ``jac`` (…, residuals, parameters), as curve_fit
+    computes it (pseudo-inverse of JᵀJ through the SVD of J), times max(1, χ²_reduced);
+    and whether J has full rank (the covariance is NaN otherwise)."""
+    _, s, vt = np.linalg.svd(jac, full_matrices=False)
+    nparams = jac.shape[-1]
+    full_rank = (s.shape[-1] == nparams) & (
+        s[..., -1] > np.finfo(float).eps * max(jac.shape[-2:]) * s[..., 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = np.swapaxes(vt, -1, -2) / s[..., None, :] ** 2 @ vt
+    scale = np.where(np.isfinite(chi2_reduced), np.maximum(1.0, chi2_reduced), 1.0)
+    cov = np.where(full_rank[..., None, None], cov * np.asarray(scale)[..., None, None], np.nan)
+    return cov, full_rank
+
+
+def _on_bound(params, lower, upper):
+    """Whether a parameter is stuck on a bound that only limits the search (a failed fit);
+    a bound at exactly 0 (λ, areas) is physical and may be reached. Works on the last axis."""
+    span = np.where(np.isfinite(upper - lower), upper - lower, np.abs(params) + 1.0)
+    stuck = (np.isfinite(lower) & (lower != 0) & (params - lower < 1e-6 * span)) | (
+        np.isfinite(upper) & (upper - params < 1e-6 * span))
+    return np.any(stuck, axis=-1)
 
 
 def _histogram(values, lo, hi, bin_width):
@@ -288,9 +389,7 @@ def _histogram(values, lo, hi, bin_width):
 # ---------------------------------------------------------------- Gaussian and line
 
 def fit_gaussian(counts, edges):
-    """Fit a bin-integrated Gaussian to a histogram.
-
-    Starts from the moments of the histogram; Poisson least squares (deviance residuals).
+    """Fit a bin-integrated Gaussian to a histogram: :func:`fit_gaussians` on one row.
 
     Parameters
     ----------
@@ -306,35 +405,184 @@ def fit_gaussian(counts, edges):
         reduced χ²; all NaN with ``reason`` when the histogram cannot give a Gaussian (empty,
         fewer than 3 bins, all counts in one bin) or the fit fails.
     """
-    counts = np.asarray(counts, dtype=float)
-    edges = np.asarray(edges, dtype=float)
+    return fit_gaussians(np.asarray(counts, dtype=float)[None, :],
+                         np.asarray(edges, dtype=float)[None, :])[0]
 
-    def failed(reason):
-        return GaussianFit(*([np.nan] * 7), reason=reason)
 
-    if counts.size < 3 or edges.size != counts.size + 1:
-        return failed(f"fewer than 3 bins ({counts.size})")
-    if not np.all(np.isfinite(counts)) or counts.sum() <= 0:
-        return failed("empty histogram")
-    if np.count_nonzero(counts) < 2:
-        return failed("all counts in one bin: width below the bin width")
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    total = counts.sum()
-    mu = np.sum(counts * centres) / total
-    width = np.min(np.diff(edges))
+def fit_gaussians(counts, edges, mask=None):
+    """Fit a bin-integrated Gaussian to each row of a stack of histograms, at once.
+
+    The estimator is the binned Poisson maximum likelihood (the minimum of the deviance,
+    which is also ``chi2_reduced`` × degrees of freedom), started from the moments of the
+    histogram and found by Newton's method with the analytic derivatives of the
+    bin-integrated Gaussian (differences of normal CDFs and PDFs), steps halved until the
+    deviance decreases and kept within the bounds (μ within the histogram, σ > 0).
+    The errors are one standard deviation from the inverse Fisher information
+    Σ ∂m ∂mᵀ / m at the minimum, multiplied by max(1, χ²_reduced) as in the module
+    docstring.
+
+    Parameters
+    ----------
+    counts : array_like (rows, bins)
+        Counts per bin, one histogram per row.
+    edges : array_like (rows, bins + 1) or (bins + 1,)
+        Bin edges of each row (or one set for all rows), increasing over the used bins.
+    mask : array_like of bool (rows, bins), optional
+        The bins used; others (padding, so that windows of different lengths can be stacked)
+        are ignored, their counts and edges may be anything.
+
+    Returns
+    -------
+    list of GaussianFit
+        One per row, as :func:`fit_gaussian` gives.
+    """
+    counts = np.atleast_2d(np.asarray(counts, dtype=float))
+    rows, nbins = counts.shape
+    edges = np.broadcast_to(np.asarray(edges, dtype=float), (rows, nbins + 1))
+    mask = (np.ones(counts.shape, bool) if mask is None
+            else np.broadcast_to(np.asarray(mask, dtype=bool), counts.shape))
+    used = mask.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        total = np.where(mask, counts, 0.0).sum(axis=1)
+    reasons = np.select(
+        [used < 3, ~np.isfinite(total) | (total <= 0),
+         np.count_nonzero(mask & (counts != 0), axis=1) < 2],
+        [np.char.add(np.char.add("fewer than 3 bins (", used.astype(str)), ")"),
+         "empty histogram", "all counts in one bin: width below the bin width"], "").tolist()
+    good = np.flatnonzero(np.array([not r for r in reasons], bool))
+    results = [GaussianFit(*([np.nan] * 7), reason=reason) for reason in reasons]
+    if good.size:
+        fitted = _fit_gaussian_rows(counts[good], edges[good], mask[good])
+        for row, fit in zip(good, fitted, strict=True):
+            results[row] = fit
+    return results
+
+
+def _fit_gaussian_rows(counts, edges, mask):
+    """:func:`fit_gaussians` on rows that hold at least 3 bins and 2 with counts."""
+    rows = counts.shape[0]
+    counts = np.where(mask, counts, 0.0)
+    # padded edges: the row's first used edge, so that padded bins have zero width
+    lower_edges = np.where(mask, edges[:, :-1], np.inf)
+    upper_edges = np.where(mask, edges[:, 1:], -np.inf)
+    first_edge, last_edge = lower_edges.min(axis=1), upper_edges.max(axis=1)
+    edge_used = np.zeros(edges.shape, bool)
+    edge_used[:, :-1] |= mask
+    edge_used[:, 1:] |= mask
+    edges = np.where(edge_used, edges, first_edge[:, None])
+    width = np.where(mask, np.diff(edges, axis=1), np.inf).min(axis=1)
     # moments of the binned data, less the bin's own variance (Sheppard), never below 1/4 bin
-    variance = np.sum(counts * (centres - mu) ** 2) / total - width**2 / 12
-    sigma = np.sqrt(max(variance, (width / 4) ** 2))
+    centres = 0.5 * (edges[:, :-1] + edges[:, 1:])
+    total = counts.sum(axis=1)
+    mu = (counts * centres).sum(axis=1) / total
+    variance = (counts * (centres - mu[:, None]) ** 2).sum(axis=1) / total - width**2 / 12
+    sigma = np.sqrt(np.maximum(variance, (width / 4) ** 2))
+    lower = np.stack([first_edge, 1e-6 * width, np.zeros(rows)], axis=1)
+    upper = np.stack([last_edge, last_edge - first_edge, np.full(rows, np.inf)], axis=1)
+    start = np.clip(np.stack([mu, sigma, total], axis=1), lower, upper)
+    with np.errstate(all="ignore"):
+        params, converged = _newton_gaussians(counts, edges, mask, start, lower, upper)
+        model, first, _ = _gaussian_model(edges, params)
+        ndof = mask.sum(axis=1) - 3
+        chi2_reduced = np.where(ndof > 0, _deviance(counts, model, mask).sum(axis=1)
+                                / np.maximum(ndof, 1), np.nan)
+        # the Fisher information Σ ∂m ∂mᵀ / m is JᵀJ of these residual derivatives
+        weighted = np.where(mask, 1.0 / np.sqrt(np.maximum(model, 1e-300)), 0.0)
+        cov, full_rank = _covariance(first * weighted[..., None], chi2_reduced)
+    errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    ok = converged & full_rank & ~_on_bound(params, lower, upper) & np.isfinite(chi2_reduced)
+    return [GaussianFit(*p, *e, c) if good else
+            GaussianFit(*([np.nan] * 7), reason="Gaussian fit did not converge")
+            for p, e, c, good in zip(params, errors, chi2_reduced, ok, strict=True)]
 
-    def model(p):
-        return p[2] * _bin_probabilities(edges, [p[0]], p[1])[0]
 
-    lower = np.array([edges[0], 1e-6 * width, 0.0])
-    upper = np.array([edges[-1], edges[-1] - edges[0], np.inf])
-    fit = _fit_counts(model, [mu, sigma, total], lower, upper, counts)
-    if not fit.ok:
-        return failed("Gaussian fit did not converge")
-    return GaussianFit(*fit.params, *fit.errors, fit.chi2_reduced)
+def _deviance(counts, model, mask):
+    """Poisson deviance of each bin, 2 (m - c + c ln(c/m)); 0 in bins not used."""
+    model = np.maximum(model, 1e-300)
+    log_term = np.where(counts > 0, counts * np.log(np.where(counts > 0, counts, 1.0) / model),
+                        0.0)
+    return np.where(mask, 2.0 * (model - counts + log_term), 0.0)
+
+
+#: Newton iterations (each a full step or a halving) before a Gaussian fit is failed
+MAX_NEWTON_STEPS = 200
+#: a Gaussian fit has converged when Newton's step is below this fraction of σ (μ, σ) and area
+NEWTON_TOLERANCE = 1e-9
+#: ... or when its step promises to lower the deviance by less than this
+NEWTON_DECREMENT = 1e-12
+
+
+def _newton_gaussians(counts, edges, mask, params, lower, upper):
+    """Minimise the deviance of each row: (parameters, converged).
+
+    Newton's direction from the Hessian of the deviance, made a descent direction by taking
+    the absolute values of its eigenvalues (in units of the parameters' curvature): near
+    the minimum it is Newton's method, far from it a scaled gradient descent.
+    """
+    rows = counts.shape[0]
+    active = np.ones(rows, bool)  # still iterating
+    converged = np.zeros(rows, bool)
+    deviance = _deviance(counts, _gaussian_model(edges, params)[0], mask).sum(axis=1)
+    step = np.zeros_like(params)
+    length = np.ones(rows)  # fraction of Newton's step tried
+    fresh = np.ones(rows, bool)  # rows whose Newton step must be computed
+    for _ in range(MAX_NEWTON_STEPS):
+        if fresh.any():
+            rows_ = np.flatnonzero(fresh)
+            step[rows_], small = _newton_step(counts[rows_], edges[rows_], mask[rows_],
+                                              params[rows_])
+            # a step already below the tolerance: take it and stop
+            converged[rows_[small]] = True
+            length[rows_] = 1.0
+            fresh[:] = False
+        rows_ = np.flatnonzero(active)
+        if rows_.size == 0:
+            break
+        trial = np.clip(params[rows_] + length[rows_, None] * step[rows_], lower[rows_],
+                        upper[rows_])
+        trial_deviance = _deviance(counts[rows_], _gaussian_model(edges[rows_], trial)[0],
+                                   mask[rows_]).sum(axis=1)
+        # a step that no longer changes the parameters, or no decrease even at 1e-8 of
+        # Newton's step: at the minimum to rounding (the gradient's rounding limits the step)
+        unchanged = np.all(trial == params[rows_], axis=1)
+        accept = (trial_deviance <= deviance[rows_]) & ~unchanged
+        taken = rows_[accept]
+        params[taken] = trial[accept]
+        deviance[taken] = trial_deviance[accept]
+        active[taken[converged[taken]]] = False
+        fresh[taken[~converged[taken]]] = True
+        # rows whose last step was below the tolerance stop whether or not it was taken
+        halved = rows_[~accept & ~unchanged & ~converged[rows_]]
+        length[halved] /= 2
+        stalled = np.r_[rows_[unchanged | (converged[rows_] & ~accept)],
+                        halved[length[halved] < 1e-8]]
+        converged[stalled] = True
+        active[stalled] = False
+    return params, converged & ~active
+
+
+def _newton_step(counts, edges, mask, params):
+    """Newton's step of the deviance of each row and whether it is below the tolerance."""
+    model, first, second = _gaussian_model(edges, params, second=True)
+    model = np.maximum(model, 1e-300)
+    ratio = np.where(mask, counts / model, 0.0)
+    residual = np.where(mask, 1.0 - ratio, 0.0)
+    gradient = np.einsum("rb,rbi->ri", residual, first)
+    hessian = (np.einsum("rb,rbi,rbj->rij", ratio / model, first, first)
+               + np.einsum("rb,rbij->rij", residual, second))
+    # in units of the curvature of each parameter, with a floor on the eigenvalues
+    scale = np.sqrt(np.maximum(np.abs(np.diagonal(hessian, axis1=1, axis2=2)), 1e-300))
+    eigenvalues, vectors = np.linalg.eigh(hessian / scale[:, :, None] / scale[:, None, :])
+    eigenvalues = np.maximum(np.abs(eigenvalues),
+                             1e-12 * np.abs(eigenvalues).max(axis=1, keepdims=True))
+    projected = np.einsum("rji,rj->ri", vectors, gradient / scale) / eigenvalues
+    step = -np.einsum("rij,rj->ri", vectors, projected) / scale
+    size = np.abs(step) / np.stack([params[:, 1], params[:, 1],
+                                    np.maximum(params[:, 2], 1.0)], axis=1)
+    # the decrease of the deviance Newton's step promises: below NEWTON_DECREMENT the step
+    # is under 1e-6 standard errors (the gradient's rounding may keep it above the tolerance)
+    decrement = -np.einsum("ri,ri->r", gradient, step)
+    return step, (size.max(axis=1) < NEWTON_TOLERANCE) | (decrement < NEWTON_DECREMENT)
 
 
 def fit_line(x, y):
@@ -439,8 +687,25 @@ def _first_scale(values, bin_width):
     spread is σ within ±30 %; the histogram cannot resolve less than a bin.
     """
     p_low = max(0.001, 10 / values.size)
-    q1, q2 = np.quantile(values, [p_low, 4 * p_low])
+    q1, q2 = _low_quantiles(values, np.array([p_low, 4 * p_low]))
     return q1, max(2 * (q2 - q1), bin_width)
+
+
+def _low_quantiles(values, quantiles):
+    """``np.quantile(values, quantiles)`` (linear interpolation) for quantiles of a few per
+    cent, without partitioning the whole array: the order statistics needed are taken from
+    the values below a threshold estimated on a sample (the whole array when it falls short)."""
+    ranks = quantiles * (values.size - 1)
+    below = np.floor(ranks).astype(np.intp)
+    needed = int(below.max()) + 2
+    sample = values[::max(values.size // 20_000, 1)]
+    fraction = min(3.0 * needed / values.size + 1e-3, 1.0)
+    candidates = values[values <= np.quantile(sample, fraction)]
+    if candidates.size < needed:
+        candidates = values
+    ordered = np.partition(candidates, np.r_[below, below + 1].clip(max=candidates.size - 1))
+    low, high = ordered[below], ordered[np.minimum(below + 1, candidates.size - 1)]
+    return low + (high - low) * (ranks - below)
 
 
 def _smooth(counts, width_in_bins):
@@ -551,11 +816,12 @@ def _fit_poisson_heights(values, bin_width, x0, sigma, gain, lam, n):
         kmax = k_top + 3
 
         def model(p, edges=edges, kmax=kmax):
-            return gauss_poisson_counts(edges, p[4], p[0], p[1], p[2], p[3], kmax)
+            return _gauss_poisson_derivatives(edges, p, kmax)
 
         lower = np.array([edges[0], 1e-6 * sigma, gain / 1.5, 0.0, 0.0])
         upper = np.array([edges[-1], np.inf, gain * 1.5, 50.0, np.inf])
-        fit = _fit_counts(model, [x0, sigma, gain, lam, n], lower, upper, counts)
+        fit = _fit_counts(model, [x0, sigma, gain, lam, n], lower, upper, counts,
+                          with_derivatives=True)
         if not fit.ok:
             break
         x0, sigma, gain, lam, n = fit.params

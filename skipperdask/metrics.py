@@ -106,11 +106,19 @@ def _single_sample_noise(analysis):
 
 
 def _fit_single_samples(analysis):
+    """The Gaussians of the single-sample images, fitted all at once: their windows are
+    stacked, padded to the longest with masked bins."""
     stats = analysis.statistics
     nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50), len(stats.histograms))
-    for index in range(nsamples):
-        result = fits.fit_gaussian(*sample_noise_histogram(stats, index))
-        analysis.sample_noise_fits.append(result)
+    windows = [sample_noise_histogram(stats, index) for index in range(nsamples)]
+    nbins = max(counts.size for counts, _ in windows)
+    counts = np.zeros((nsamples, nbins))
+    edges = np.zeros((nsamples, nbins + 1))
+    mask = np.arange(nbins) < np.array([c.size for c, _ in windows])[:, None]
+    for row, (window_counts, window_edges) in enumerate(windows):
+        counts[row, :window_counts.size] = window_counts
+        edges[row, :window_edges.size] = window_edges
+    analysis.sample_noise_fits.extend(fits.fit_gaussians(counts, edges, mask))
 
 
 def _entropy_slope(analysis):

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from skipperdask.fits import (
+    _low_quantiles,
     fit_gauss_poisson,
     fit_gaussian,
+    fit_gaussians,
     fit_line,
     fit_peaks,
     gauss_poisson_counts,
@@ -220,6 +222,90 @@ def test_fit_gaussian_failures(counts, edges, words):
     assert np.isnan(fit.sigma) and words in fit.reason
 
 
+def reference_fit_gaussian(counts, edges):
+    """The reference path: the same estimator by scipy's least squares on the Poisson
+    deviance residuals, finite-difference Jacobian, errors from JᵀJ (the implementation
+    that ``fit_gaussians`` replaced). Returns (μ, σ, area), their errors and the reduced χ²."""
+    counts, edges = np.asarray(counts, float), np.asarray(edges, float)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    total = counts.sum()
+    mu = np.sum(counts * centres) / total
+    width = np.min(np.diff(edges))
+    sigma = np.sqrt(max(np.sum(counts * (centres - mu) ** 2) / total - width**2 / 12,
+                        (width / 4) ** 2))
+
+    def residuals(p):
+        model = np.maximum(p[2] * np.diff(stats.norm.cdf(edges, p[0], p[1])), 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_term = np.where(counts > 0, counts * np.log(counts / model), 0.0)
+        deviance = np.maximum(2.0 * (model - counts + log_term), 0.0)
+        return np.sign(counts - model) * np.sqrt(deviance)
+
+    lower = [edges[0], 1e-6 * width, 0.0]
+    upper = [edges[-1], edges[-1] - edges[0], np.inf]
+    p0 = np.clip([mu, sigma, total], lower, upper)
+    result = optimize.least_squares(residuals, p0, bounds=(lower, upper), x_scale="jac",
+                                    method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    chi2 = 2 * result.cost / (counts.size - 3)
+    cov = np.linalg.inv(result.jac.T @ result.jac) * max(1.0, chi2)
+    return result.x, np.sqrt(np.diag(cov)), chi2
+
+
+def random_histograms(rng, nrows):
+    """Histograms of Gaussian values, σ from 0.3 to 30 bins, 100 to 1e6 entries, windows cut
+    anywhere from 4σ below to 1σ above the centre up to 4σ above it; (counts, edges) each."""
+    rows = []
+    for _ in range(nrows):
+        sigma = 10 ** rng.uniform(-0.5, 1.5)
+        n = int(10 ** rng.uniform(2, 6))
+        mu = rng.uniform(-3, 3)
+        lo = mu - rng.uniform(2.5, 4) * sigma
+        hi = mu + rng.uniform(1, 4) * sigma
+        edges = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1)
+        counts, _ = np.histogram(rng.normal(mu, sigma, n), edges)
+        rows.append((counts.astype(float), edges))
+    return rows
+
+
+def test_fit_gaussians_equals_the_least_squares_reference():
+    rng = np.random.default_rng(21)
+    rows = [(c, e) for c, e in random_histograms(rng, 60) if np.count_nonzero(c) >= 4]
+    # stacked with padding: each row keeps its own edges and length
+    nbins = max(c.size for c, _ in rows)
+    counts = np.full((len(rows), nbins), -7.0)  # padding that must be ignored
+    edges = np.full((len(rows), nbins + 1), np.nan)
+    mask = np.zeros(counts.shape, bool)
+    for i, (c, e) in enumerate(rows):
+        counts[i, :c.size], edges[i, :e.size], mask[i, :c.size] = c, e, True
+    fits = fit_gaussians(counts, edges, mask)
+    for (c, e), fit in zip(rows, fits, strict=True):
+        params, errors, chi2 = reference_fit_gaussian(c, e)
+        assert fit.reason == ""
+        got = np.array([fit.mu, fit.sigma, fit.amplitude])
+        # μ and σ to 1e-6 of σ, the area to 1e-6 of itself
+        assert np.all(np.abs(got - params) <= 1e-6 * params[[1, 1, 2]])
+        assert fit.chi2_reduced == pytest.approx(chi2, rel=1e-6)
+        # Fisher information against JᵀJ of the deviance residuals: equal for a good model,
+        # within statistics in sparse histograms (few counts per bin)
+        sparse = c.sum() < 50 * c.size
+        assert np.array([fit.mu_err, fit.sigma_err, fit.amplitude_err]) == pytest.approx(
+            errors, rel=0.1 if sparse else 0.05)
+        # one row alone gives the same
+        assert fit_gaussian(c, e).sigma == pytest.approx(fit.sigma, rel=1e-9)
+
+
+def test_fit_gaussians_reasons_per_row():
+    edges = np.arange(6.0)
+    counts = np.array([[0, 0, 0, 0, 0], [0, 9, 0, 0, 0], [3, 10, 20, 9, 2], [1, 2, 3, 0, 0]],
+                      float)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], bool)
+    fits = fit_gaussians(counts, edges, mask)
+    assert "empty" in fits[0].reason
+    assert "one bin" in fits[1].reason
+    assert fits[2].reason == "" and fits[2].mu == pytest.approx(2.5, abs=0.2)
+    assert "fewer than 3 bins (2)" in fits[3].reason
+
+
 def test_fit_line_against_truth():
     rng = np.random.default_rng(14)
     x = np.arange(30.0)
@@ -266,3 +352,14 @@ def test_real_damicm_averaged_image(real_data):
         # 1-ADU bins cannot resolve 0.21-ADU peaks 1.35 ADU apart: no number rather than a wrong one
         coarse = fit_gauss_poisson(values, bin_width=1.0)
         assert np.isnan(coarse.gain) or coarse.gain == pytest.approx(fit.gain, rel=0.02)
+
+
+@pytest.mark.parametrize("n", [100, 1000, 600_000])
+def test_low_quantiles_equal_numpy(n):
+    """The partial selection of the lowest quantiles gives np.quantile's numbers."""
+    rng = np.random.default_rng(n)
+    quantiles = np.array([max(0.001, 10 / n), 4 * max(0.001, 10 / n)])
+    for values in (rng.normal(0, 1, n), np.rint(rng.normal(0, 3, n)),
+                   10 * rng.poisson(0.5, n) + rng.normal(0, 1, n)):
+        assert _low_quantiles(values, quantiles) == pytest.approx(
+            np.quantile(values, quantiles), rel=1e-14, abs=1e-12)
