@@ -82,6 +82,7 @@ __all__ = [
     "fit_zero_peak",
     "fit_peaks",
     "gauss_poisson_counts",
+    "histogram",
     "tail_ratio",
     "zero_peak_width",
 ]
@@ -374,8 +375,9 @@ def _on_bound(params, lower, upper):
     return np.any(stuck, axis=-1)
 
 
-def _histogram(values, lo, hi, bin_width):
-    """Counts and edges on bins of ``bin_width`` centred on its multiples, covering [lo, hi]."""
+def histogram(values, lo, hi, bin_width):
+    """Counts and edges on bins of ``bin_width`` centred on its multiples, covering [lo, hi]
+    (right for quantised data); coarser bins when that would exceed ``MAX_BINS``."""
     first = (np.floor(lo / bin_width + 0.5) - 0.5) * bin_width
     nbins = max(int(np.ceil((hi - first) / bin_width)), 1)
     if nbins > MAX_BINS:
@@ -658,7 +660,7 @@ def fit_zero_peak(values, *, bin_width):
         return GaussianFit(peak, *[np.nan] * 6, reason)
     # the first estimate starts from a rough scale; refit from x0 - 4σ to x0 + 1σ, which
     # holds most of the peak and little of the one-electron peak wherever that is resolved
-    refined = fit_gaussian(*_histogram(values, zero.x0 - 4 * zero.sigma, zero.x0 + zero.sigma,
+    refined = fit_gaussian(*histogram(values, zero.x0 - 4 * zero.sigma, zero.x0 + zero.sigma,
                                        bin_width))
     if refined.reason:
         return GaussianFit(zero.x0, zero.sigma, zero.area, zero.x0_err, zero.sigma_err, np.nan,
@@ -733,7 +735,7 @@ def _significant_peaks(smooth, variance_factor):
 def _lowest_peak(values, bin_width):
     """Position of the lowest prominent peak (the zero-electron peak) and the first scale."""
     q1, scale = _first_scale(values, bin_width)
-    counts, edges = _histogram(values, q1 - 3 * scale, q1 + 8 * scale, bin_width)
+    counts, edges = histogram(values, q1 - 3 * scale, q1 + 8 * scale, bin_width)
     smooth, variance_factor = _smooth(counts, scale / 2 / np.diff(edges[:2])[0])
     peaks = _significant_peaks(smooth, variance_factor)
     index = peaks[0] if peaks.size else int(np.argmax(smooth))
@@ -744,7 +746,7 @@ def _zero_peak(values, bin_width):
     """The zero-electron peak: (``_ZeroPeak``, "") or (None, reason) with the peak's position."""
     peak, scale = _lowest_peak(values, bin_width)
     # whole bins only: values cut inside a bin would leave the edge bins part-filled
-    counts, edges = _histogram(values, peak - 4 * scale,
+    counts, edges = histogram(values, peak - 4 * scale,
                                peak + max(0.5 * scale, 1.5 * bin_width), bin_width)
     spill = counts.sum() - counts.max()
     if spill < max(10.0, 1e-4 * counts.max()):
@@ -776,7 +778,7 @@ def _gain_candidates(values, bin_width, zero):
     top, n_charged = _search_top(values, zero.x0, zero.sigma)
     if n_charged < MIN_PEAK_PIXELS:
         return [], f"{NOT_RESOLVED_FEW} {n_charged} pixels above the zero-electron peak"
-    counts, edges = _histogram(values, zero.x0 - 5 * zero.sigma, top, bin_width)
+    counts, edges = histogram(values, zero.x0 - 5 * zero.sigma, top, bin_width)
     width = np.diff(edges[:2])[0]
     residual = counts - zero.area * _bin_probabilities(edges, [zero.x0], zero.sigma)[0]
     smooth_residual, variance_factor = _smooth(residual, zero.sigma / width)
@@ -804,7 +806,7 @@ def _populated(n, lam):
 
 def _fit_window(values, bin_width, x0, sigma, gain, k_top):
     """Histogram from x0 - 5σ to the peak k_top plus max(3σ, g/2)."""
-    return _histogram(values, x0 - 5 * sigma, x0 + gain * k_top + max(3 * sigma, gain / 2),
+    return histogram(values, x0 - 5 * sigma, x0 + gain * k_top + max(3 * sigma, gain / 2),
                       bin_width)
 
 
@@ -1041,7 +1043,7 @@ def fit_peaks(values, *, bin_width=1.0):
         return degenerate
     x0, scale = _lowest_peak(values, bin_width)
     top, _ = _search_top(values, x0, scale)
-    counts, edges = _histogram(values, x0 - 5 * scale, top, bin_width)
+    counts, edges = histogram(values, x0 - 5 * scale, top, bin_width)
     width = np.diff(edges[:2])[0]
     smooth, variance_factor = _smooth(counts, scale / 2 / width)
     peaks = _significant_peaks(smooth, variance_factor)

@@ -106,19 +106,24 @@ def _single_sample_noise(analysis):
 
 
 def _fit_single_samples(analysis):
-    """The Gaussians of the single-sample images, fitted all at once: their windows are
-    stacked, padded to the longest with masked bins."""
+    """The Gaussians of the single-sample images, fitted all at once."""
     stats = analysis.statistics
     nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50), len(stats.histograms))
     windows = [sample_noise_histogram(stats, index) for index in range(nsamples)]
+    analysis.sample_noise_fits.extend(_fit_windows(windows))
+
+
+def _fit_windows(windows):
+    """Gaussians fitted to several histogram windows ``(counts, edges)`` in one call: the
+    windows are stacked, padded to the longest with masked bins."""
     nbins = max(counts.size for counts, _ in windows)
-    counts = np.zeros((nsamples, nbins))
-    edges = np.zeros((nsamples, nbins + 1))
+    counts = np.zeros((len(windows), nbins))
+    edges = np.zeros((len(windows), nbins + 1))
     mask = np.arange(nbins) < np.array([c.size for c, _ in windows])[:, None]
     for row, (window_counts, window_edges) in enumerate(windows):
         counts[row, :window_counts.size] = window_counts
         edges[row, :window_edges.size] = window_edges
-    analysis.sample_noise_fits.extend(fits.fit_gaussians(counts, edges, mask))
+    return fits.fit_gaussians(counts, edges, mask)
 
 
 def _entropy_slope(analysis):
@@ -146,12 +151,38 @@ def _entropy_slope(analysis):
 
 def _noise_against_samples(analysis):
     """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips: the width of
-    the zero-electron peak of each partial average (:func:`skipperdask.fits.fit_zero_peak`)."""
+    the zero-electron peak of each partial average.
+
+    The first and the last are found from scratch (:func:`skipperdask.fits.fit_zero_peak`);
+    the others share their zero-electron level and have a width between theirs, so their
+    windows (x0 - 4σ … x0 + 1σ, σ interpolated geometrically in n) are fitted all at once.
+    """
     stats = analysis.statistics
-    for level, n in enumerate(stats.plan.levels):
+    levels = stats.plan.levels
+    ends = {}
+    for level in {0, len(levels) - 1}:
         values = stats.partial_averages[level].ravel()
-        bin_width = _fine_bin_width(fits.zero_peak_width(values), n, stats.integer_valued)
-        analysis.noise_fits.append(fits.fit_zero_peak(values, bin_width=bin_width))
+        bin_width = _fine_bin_width(fits.zero_peak_width(values), levels[level],
+                                    stats.integer_valued)
+        ends[level] = fits.fit_zero_peak(values, bin_width=bin_width)
+    first, last = ends[0], ends[len(levels) - 1]
+    middle = range(1, len(levels) - 1)
+    if first.reason or last.reason or not middle:
+        middle_fits = [fits.fit_zero_peak(stats.partial_averages[level].ravel(),
+                                          bin_width=_fine_bin_width(np.nan, levels[level],
+                                                                    stats.integer_valued))
+                       for level in middle]
+    else:
+        windows = []
+        for level in middle:
+            fraction = np.log(levels[level]) / np.log(levels[-1])
+            sigma = first.sigma * (last.sigma / first.sigma) ** fraction
+            x0 = first.mu + (last.mu - first.mu) * fraction
+            width = _fine_bin_width(sigma, levels[level], stats.integer_valued)
+            values = stats.partial_averages[level].ravel()
+            windows.append(fits.histogram(values, x0 - 4 * sigma, x0 + sigma, width))
+        middle_fits = _fit_windows(windows)
+    analysis.noise_fits.extend([first, *middle_fits, last][: len(levels)])
 
 
 def _fine_bin_width(sigma, nsamples, integer_valued):

@@ -32,8 +32,8 @@ OVERFLOW_CAPACITY = 65536
 
 BASELINES = ("none", "row-median")
 #: the noise of partial averages is measured on this many pixels at least (every k-th
-#: row): plenty for a width to 0.2 %, while the statistics stay small for huge images
-PARTIAL_AVERAGE_PIXELS = 250_000
+#: row): plenty for a width to 0.3 %, while the statistics stay small for huge images
+PARTIAL_AVERAGE_PIXELS = 100_000
 
 
 @dataclass(frozen=True)
