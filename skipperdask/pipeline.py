@@ -31,6 +31,9 @@ from .metrics import analyse, metrics_dataset
 from .reader import scan_file
 from .stats import ImageStatistics, plan_statistics, read_chunk_statistics
 
+#: seconds between catalogue commits, at least: a killed run loses no more work than this
+DEFAULT_COMMIT_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class Options:
@@ -232,7 +235,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         Files in flight at once; default four per worker thread.
     commit_seconds : float, optional
         Commit finished images to the catalogue this often, and at the end, so a killed run
-        loses at most that much work; default every 2 s, or five times the last commit's
+        loses at most that much work; default every 5 s, or ten times the last commit's
         duration when longer (a commit rewrites the catalogue).
 
     Returns
@@ -257,7 +260,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     writer = CatalogueWriter(store, options, csv or _default_csv(catalogue), seed_tables,
                              commit_seconds)
     queue = deque(todo)
-    futures = as_completed()
+    # results travel with their completion, gathered concurrently, not one round trip each
+    futures = as_completed(with_results=True, raise_errors=False)
     path_of = {}  # future key -> its file
     start = time.perf_counter()
 
@@ -273,14 +277,11 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     try:
         for _ in range(window):
             submit_next()
-        for future in futures:
+        for future, result in futures:
             path = path_of.pop(future.key)
-            try:
-                result = future.result()
-            except Exception as error:  # the file's own failure: record it, go on
-                result = _failed(path, error)
-            finally:
-                future.release()
+            future.release()
+            if future.status != "finished":  # the file's own failure: record it, go on
+                result = _failed(path, result[1] if isinstance(result, tuple) else result)
             if isinstance(result, ImageRecord):
                 writer.put(result)
                 if result.ok:
@@ -308,9 +309,10 @@ class CatalogueWriter:
     """Commits finished images to the catalogue from a thread of its own, so that the
     submission loop never waits on a commit (which rewrites the store).
 
-    Records are committed in batches: every ``commit_seconds``, or by default every 2 s
-    or five times the last commit's duration when that is longer, so that commits stay a
-    small share of the run however large the catalogue grows. The CSV and the seed's
+    Records are committed in batches: every ``commit_seconds``, or by default every 5 s
+    or ten times the last commit's duration when that is longer, so that commits stay a
+    small share of the run (they share the client's process with the scheduler) however
+    large the catalogue grows. The CSV and the seed's
     tables are rewritten after each commit. :meth:`close` commits what is left and
     raises the writer's error, if any.
     """
@@ -342,7 +344,7 @@ class CatalogueWriter:
     def _interval(self, cost):
         if self.commit_seconds is not None:
             return self.commit_seconds
-        return max(2.0, 5 * cost)
+        return max(DEFAULT_COMMIT_SECONDS, 10 * cost)
 
     def _run(self):
         last, cost, ending = time.perf_counter(), 0.0, False
