@@ -190,8 +190,10 @@ def _fine_bin_width(sigma, nsamples, integer_valued):
     an average of n digitised samples (finer bins would be empty in between)."""
     width = 2.0 ** np.floor(np.log2(max(sigma, 1e-6) / 4)) if np.isfinite(sigma) else 1.0
     if integer_valued:
-        quantum = 1.0 / nsamples
-        width = max(width, np.ceil(width / quantum - 1e-9) * quantum)
+        # an odd number of steps per bin: bins are centred on multiples of the width, so
+        # their edges then fall half-way between two possible values, never on one
+        steps = max(np.ceil(width * nsamples - 1e-9), 1)
+        width = (steps + (steps % 2 == 0)) / nsamples
     return float(width)
 
 

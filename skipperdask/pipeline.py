@@ -279,9 +279,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             submit_next()
         for future, result in futures:
             path = path_of.pop(future.key)
-            future.release()
             if future.status != "finished":  # the file's own failure: record it, go on
                 result = _failed(path, result[1] if isinstance(result, tuple) else result)
+            future.release()
             if isinstance(result, ImageRecord):
                 writer.put(result)
                 if result.ok:

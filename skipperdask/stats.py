@@ -240,10 +240,10 @@ _VECTOR = {"reassoc", "nsz"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_VECTOR)
-def _sum(samples, start, stop):
+def _shifted_sum(samples, start, stop, shift):
     total = 0.0
     for s in range(start, stop):
-        total += samples[s]
+        total += samples[s] - shift
     return total
 
 
@@ -290,7 +290,8 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
         baseline = 0.0
         if row_median:
             for c in range(ncols):
-                row_values[c] = polarity * (_sum(block[r, c], 0, nskips) / nskips * scale + zero)
+                mean = _shifted_sum(block[r, c], 0, nskips, 0.0) / nskips
+                row_values[c] = polarity * (mean * scale + zero)
             # a whole number of ADU keeps integer data on their 1-ADU bins
             baseline = np.round(np.median(row_values))
         # the baseline in stored units, for the cluster variances
@@ -333,8 +334,12 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
                             if n < overflow.shape[1]:
                                 overflow[s, n] = b
                             noverflow[s] = n + 1
+            # sums are taken relative to the first sample, whose value is computed once:
+            # a large BZERO (2**31) would otherwise swamp the fractions of the average
+            origin = np.float64(samples[0])
+            origin_value = origin * scale + zero
             first = 0.0
-            second = 0.0
+            shift = origin
             if nvar >= 2:
                 shift = np.float64(samples[2])
                 first, second = _shifted_moments(samples, 2, nskips, shift)
@@ -343,15 +348,16 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
                 total = 0.0
                 start = 0
                 for level in range(nlevels):
-                    total += _sum(samples, start, levels[level])
+                    total += _shifted_sum(samples, start, levels[level], origin)
                     start = levels[level]
-                    partial[level, slot, c] = polarity * (total / start * scale + zero) - baseline
+                    mean = origin_value + total / start * scale
+                    partial[level, slot, c] = polarity * mean - baseline
             elif nvar >= 2:
-                # the moments already hold the sum of samples 2 …: one pass over the samples
-                total = np.float64(samples[0]) + np.float64(samples[1]) + first + nvar * shift
+                # the moments already hold samples 2 …: one pass over the samples
+                total = np.float64(samples[1]) - origin + first + nvar * (shift - origin)
             else:
-                total = _sum(samples, 0, nskips)
-            average[r, c] = polarity * (total / nskips * scale + zero) - baseline
+                total = _shifted_sum(samples, 0, nskips, origin)
+            average[r, c] = polarity * (origin_value + total / nskips * scale) - baseline
             if in_tile_row and c // tile_cols < ntile_cols:
                 raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
                 if raster < tile_pixels:

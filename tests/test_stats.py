@@ -140,3 +140,22 @@ def test_histogram_entropy_and_quantile():
     merged = Histogram.merge([h, Histogram(np.array([3, 10]), np.array([2, 5]))])
     np.testing.assert_array_equal(merged.values, [0, 1, 2, 3, 10])
     np.testing.assert_array_equal(merged.counts, [1, 1, 1, 3, 5])
+
+
+def test_fast_path_keeps_the_fractions_of_a_large_offset(tmp_path):
+    # uint32 stored as int32 with BZERO = 2**31: the average's fractions (k/nskips) must
+    # survive the offset, or quantised bins get a comb of misplaced values
+    from skipperdask.reader import open_image, scan_file
+    from skipperdask.simulate import Truth, write_image
+    from skipperdask.stats import read_chunk_statistics
+
+    path = write_image(tmp_path / "Img_1.fits", Truth(nrows=30, ncols=40, nskips=25, seed=4))
+    layout = scan_file(path)
+    amp = layout.amps[0]
+    assert amp.bzero == 2**31
+    plan = plan_statistics(amp.nrows, amp.ncols, amp.nskips, layout.polarity)
+    fast = read_chunk_statistics(amp, 0, amp.nrows, plan)
+    values = open_image(path).isel(amp=0).values.astype(np.float64)
+    exact = -values.mean(axis=2)
+    np.testing.assert_allclose(fast.average, exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.average * 25, np.round(fast.average * 25), rtol=0, atol=1e-8)
