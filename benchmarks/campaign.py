@@ -223,9 +223,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[200, 500, 1000],
                         help="sizes of the large raw images, MB (default 200 500 1000)")
-    parser.add_argument("--gb-per-size", type=float, default=1.0,
+    parser.add_argument("--gb-per-size", type=float, default=3.0,
                         help="raw data per size: images of a size are repeated up to this")
-    parser.add_argument("--small", type=int, default=300, help="small images (default 300)")
+    parser.add_argument("--small", type=int, default=600, help="small images (default 600)")
     parser.add_argument("--memory-limit", type=float, default=600,
                         help="memory limit of each worker in the memory test, MB (default 600)")
     parser.add_argument("--plots", default=str(REPOSITORY / "docs"),

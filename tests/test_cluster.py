@@ -298,13 +298,13 @@ def test_campaign_on_a_running_cluster_survives_a_worker_killed_midway(cli_clust
         client.wait_for_workers(2, timeout=30)
 
         def images_done():
-            return client.run_on_scheduler(
-                lambda dask_scheduler: sum(
-                    ts.state in ("memory", "released", "forgotten")
-                    for key, ts in dask_scheduler.tasks.items()
-                    if str(key).startswith("image-")
-                )
-            )
+            # finished tasks are released at once: count them by their prefix's states
+            def finished(dask_scheduler):
+                prefix = dask_scheduler.task_prefixes.get("image")
+                counts = prefix.state_counts if prefix else {}
+                return sum(counts.get(s, 0) for s in ("memory", "released", "forgotten"))
+
+            return client.run_on_scheduler(finished)
 
         status = []
         run = threading.Thread(target=lambda: status.append(main([
