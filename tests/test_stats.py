@@ -159,3 +159,55 @@ def test_fast_path_keeps_the_fractions_of_a_large_offset(tmp_path):
     exact = -values.mean(axis=2)
     np.testing.assert_allclose(fast.average, exact, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.average * 25, np.round(fast.average * 25), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("baseline", ["none", "row-median"])
+def test_reading_a_chunk_block_by_block_changes_nothing(tmp_path, monkeypatch, baseline):
+    # blocks of 7 rows: cluster tiles (5 rows here) and sampled rows straddle the blocks
+    from skipperdask.reader import open_image, scan_file
+    from skipperdask.simulate import Truth, write_image
+    from skipperdask.stats import read_chunk_statistics
+
+    monkeypatch.setattr("skipperdask.stats.PARTIAL_AVERAGE_PIXELS", 200)
+    path = write_image(tmp_path / "Img_1.fits",
+                       Truth(nrows=60, ncols=40, nskips=27, tracks=3, seed=5, drift=0.5))
+    layout = scan_file(path)
+    amp = layout.amps[0]
+    plan = plan_statistics(amp.nrows, amp.ncols, amp.nskips, layout.polarity, baseline=baseline)
+    assert plan.partial_stride > 1 and plan.cluster_shape == (5, 5)
+    whole = read_chunk_statistics(amp, 0, amp.nrows, plan)
+    monkeypatch.setattr("skipperdask.stats.READ_BLOCK_BYTES", 7 * amp.row_bytes)
+    blocked = read_chunk_statistics(amp, 0, amp.nrows, plan)
+    values = open_image(path).isel(amp=0).values
+    reference = chunk_statistics(np.ascontiguousarray(values), plan, 0)
+    for got in (whole, blocked):
+        np.testing.assert_allclose(got.average, reference.average, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.partial_averages, reference.partial_averages, atol=1e-9)
+        np.testing.assert_allclose(got.pixel_variance, reference.pixel_variance, rtol=1e-6)
+        np.testing.assert_allclose(got.cluster_variance, reference.cluster_variance, rtol=1e-9)
+        for mine, theirs in zip(got.histograms, reference.histograms, strict=True):
+            np.testing.assert_array_equal(mine.values, theirs.values)
+            np.testing.assert_array_equal(mine.counts, theirs.counts)
+
+
+def test_wide_histograms_from_a_file_read_again(tmp_path, monkeypatch):
+    from astropy.io import fits as astropy_fits
+
+    from skipperdask.reader import scan_file
+    from skipperdask.stats import read_chunk_statistics
+
+    rng = np.random.default_rng(6)
+    data = rng.integers(0, 10**7, (60, 40 * 3)).astype(np.int32)
+    path = tmp_path / "Img_1.fits"
+    header = astropy_fits.Header({"NDCMS": 3})
+    astropy_fits.PrimaryHDU(data, header=header).writeto(path)
+    monkeypatch.setattr("skipperdask.stats.OVERFLOW_CAPACITY", 100)
+    monkeypatch.setattr("skipperdask.stats.READ_BLOCK_BYTES", 9 * 40 * 3 * 4)
+    layout = scan_file(path)
+    amp = layout.amps[0]
+    plan = plan_statistics(amp.nrows, amp.ncols, amp.nskips, layout.polarity)
+    stats = read_chunk_statistics(amp, 0, amp.nrows, plan)
+    for s in range(3):
+        expected = Histogram.of_values(-data.reshape(60, 40, 3)[:, :, s])
+        np.testing.assert_array_equal(stats.histograms[s].values, expected.values)
+        np.testing.assert_array_equal(stats.histograms[s].counts, expected.counts)
