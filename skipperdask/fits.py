@@ -1108,8 +1108,9 @@ def tail_ratio(fit, values):
 
     n = N_pixels · Q(4) (Q the Gaussian upper tail); x_t solves
     N_pixels · Σ_k Pois(k; λ) · Q((x_t - x0 - g·k)/σ) = n; the ratio is the number of values
-    above x_t over n. When gain or λ is missing the model is the zero-electron Gaussian alone
-    (x_t = x0 + 4σ), so that all charge then counts in the tail.
+    above x_t over n. Missing (NaN and the fit's reason) when the fit has no gain or λ: the
+    zero-electron Gaussian alone would count every charged pixel as tail, and an image of
+    dark current would look like one full of tracks.
 
     Parameters
     ----------
@@ -1130,7 +1131,10 @@ def tail_ratio(fit, values):
     expected = values.size * stats.norm.sf(4.0)
     if expected == 0:
         return np.nan, "no finite pixel value"
-    if np.isfinite(fit.gain) and np.isfinite(fit.lam) and fit.lam > 0:
+    if not (np.isfinite(fit.gain) and np.isfinite(fit.lam)):
+        why = fit.reasons.get("gain") or fit.reasons.get("lam") or "gain or λ missing"
+        return np.nan, f"no fitted Gauss-Poisson model ({why})"
+    if fit.lam > 0:
         kmax = int(stats.poisson.isf(1e-12, fit.lam)) + 1
         weights = stats.poisson.pmf(np.arange(kmax + 1), fit.lam)
         centres = fit.x0 + fit.gain * np.arange(kmax + 1)

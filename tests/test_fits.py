@@ -98,6 +98,10 @@ def test_unresolved_peaks_give_no_gain():
     assert np.isnan(fit.gain) and np.isnan(fit.lam)
     assert "not resolved" in fit.reasons["gain"]
     assert "not resolved" in fit.reasons["lam"]
+    # without a Poisson model the Gaussian alone would call every electron a tail
+    values = simulate(300_000, 0.3, 10.0, 7.0, seed=4)
+    ratio, reason = tail_ratio(fit, values)
+    assert np.isnan(ratio) and "not resolved" in reason
 
 
 def test_too_few_charged_pixels_give_no_gain():
