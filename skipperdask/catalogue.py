@@ -492,7 +492,8 @@ class Catalogue:
         if source is None:
             self._ds, self._source = xr.Dataset(), None
         elif source != self._source:
-            with xr.open_zarr(source, consolidated=True) as stored:
+            # chunks=None: plain numpy, read here, not as tasks of an active distributed client
+            with xr.open_zarr(source, consolidated=True, chunks=None) as stored:
                 self._ds = stored.load()
             self._source = source
         return self._ds
