@@ -67,9 +67,12 @@ bin-integrated Gaussians), except in the free-heights fit.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy import ndimage, optimize, signal, special, stats
+
+from .stats import ValueCounts
 
 __all__ = [
     "GaussPoissonFit",
@@ -377,14 +380,19 @@ def _on_bound(params, lower, upper):
 
 def histogram(values, lo, hi, bin_width):
     """Counts and edges on bins of ``bin_width`` centred on its multiples, covering [lo, hi]
-    (right for quantised data); coarser bins when that would exceed ``MAX_BINS``."""
+    (right for quantised data); coarser bins when that would exceed ``MAX_BINS``.
+
+    ``values`` is an array or, when it is histogrammed many times, its
+    :class:`~skipperdask.stats.ValueCounts` (the same counts, at the cost of a binary search).
+    """
     first = (np.floor(lo / bin_width + 0.5) - 0.5) * bin_width
     nbins = max(int(np.ceil((hi - first) / bin_width)), 1)
     if nbins > MAX_BINS:
         factor = int(np.ceil(nbins / MAX_BINS))
         bin_width *= factor
         nbins = int(np.ceil(nbins / factor))
-    counts, edges = np.histogram(values, bins=nbins, range=(first, first + nbins * bin_width))
+    counter = values.histogram if isinstance(values, ValueCounts) else partial(np.histogram, values)
+    counts, edges = counter(bins=nbins, range=(first, first + nbins * bin_width))
     return counts.astype(float), edges
 
 
@@ -673,9 +681,9 @@ def zero_peak_width(values):
 
     Charge only raises values, so the lowest values are the zero peak's lower tail, whatever
     the charge, tracks or clusters above it. Used to choose a histogram's bin width.
+    ``values``: an array (non-finite values are left out) or its ValueCounts.
     """
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
+    values = _distribution(values)
     if values.size < MIN_PIXELS:
         return np.nan
     return _first_scale(values, 0.0)[1]
@@ -689,25 +697,8 @@ def _first_scale(values, bin_width):
     spread is σ within ±30 %; the histogram cannot resolve less than a bin.
     """
     p_low = max(0.001, 10 / values.size)
-    q1, q2 = _low_quantiles(values, np.array([p_low, 4 * p_low]))
+    q1, q2 = values.quantile([p_low, 4 * p_low])
     return q1, max(2 * (q2 - q1), bin_width)
-
-
-def _low_quantiles(values, quantiles):
-    """``np.quantile(values, quantiles)`` (linear interpolation) for quantiles of a few per
-    cent, without partitioning the whole array: the order statistics needed are taken from
-    the values below a threshold estimated on a sample (the whole array when it falls short)."""
-    ranks = quantiles * (values.size - 1)
-    below = np.floor(ranks).astype(np.intp)
-    needed = int(below.max()) + 2
-    sample = values[::max(values.size // 20_000, 1)]
-    fraction = min(3.0 * needed / values.size + 1e-3, 1.0)
-    candidates = values[values <= np.quantile(sample, fraction)]
-    if candidates.size < needed:
-        candidates = values
-    ordered = np.partition(candidates, np.r_[below, below + 1].clip(max=candidates.size - 1))
-    low, high = ordered[below], ordered[np.minimum(below + 1, candidates.size - 1)]
-    return low + (high - low) * (ranks - below)
 
 
 def _smooth(counts, width_in_bins):
@@ -766,10 +757,10 @@ def _search_top(values, x0, sigma):
     λ ≤ 3 that quartile lies at most in the second or third peak, so the first peaks are in,
     while tracks and clusters (rarely a quarter of the charged pixels) stay mostly out.
     """
-    charged = values[values > x0 + 4 * sigma]
+    charged = values.above(x0 + 4 * sigma)
     if charged.size == 0:
         return x0 + 25 * sigma, 0
-    quartile = np.quantile(charged, 0.25)
+    quartile = charged.quantile(0.25)
     return x0 + max(4 * (quartile - x0), 20 * sigma) + 5 * sigma, charged.size
 
 
@@ -898,20 +889,25 @@ def _without_gain(fit, reason):
     )
 
 
+def _distribution(values):
+    """The ValueCounts of an array's finite values (or the ValueCounts given)."""
+    return values if isinstance(values, ValueCounts) else ValueCounts.of_values(values)
+
+
 def _degenerate(values):
-    """(finite values, None) or (values, the missing fit of an input that cannot be fitted)."""
-    values = np.asarray(values, dtype=float).ravel()
-    values = values[np.isfinite(values)]
+    """(ValueCounts of the finite values, None) or (them, the missing fit of an input that
+    cannot be fitted)."""
+    values = _distribution(values)
     if values.size == 0:
         reason = "no finite pixel value"
         return values, _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
     if values.size < MIN_PIXELS:
         reason = f"too few pixels ({values.size} < {MIN_PIXELS})"
         return values, _missing_fit(dict.fromkeys(("x0", "sigma", "gain", "lam"), reason))
-    if values.min() == values.max():
-        reason = f"constant image (every value is {values[0]:.6g})"
+    if values.min == values.max:
+        reason = f"constant image (every value is {values.min:.6g})"
         return values, _missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason),
-                                    x0=float(values[0]))
+                                    x0=values.min)
     return values, None
 
 
@@ -1126,8 +1122,7 @@ def tail_ratio(fit, values):
     """
     if not (np.isfinite(fit.sigma) and np.isfinite(fit.x0)):
         return np.nan, f"no noise from the fit ({fit.reasons.get('sigma', 'sigma missing')})"
-    values = np.asarray(values, dtype=float).ravel()
-    values = values[np.isfinite(values)]
+    values = _distribution(values)
     expected = values.size * stats.norm.sf(4.0)
     if expected == 0:
         return np.nan, "no finite pixel value"
@@ -1146,4 +1141,4 @@ def tail_ratio(fit, values):
                                     centres[-1] + 10 * fit.sigma)
     else:
         threshold = fit.x0 + 4 * fit.sigma
-    return np.count_nonzero(values > threshold) / expected, ""
+    return float(values.count_above(threshold)) / expected, ""

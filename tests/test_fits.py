@@ -5,7 +5,6 @@ import pytest
 from scipy import optimize, stats
 
 from skipperdask.fits import (
-    _low_quantiles,
     fit_gauss_poisson,
     fit_gaussian,
     fit_gaussians,
@@ -356,14 +355,3 @@ def test_real_damicm_averaged_image(real_data):
         # 1-ADU bins cannot resolve 0.21-ADU peaks 1.35 ADU apart: no number rather than a wrong one
         coarse = fit_gauss_poisson(values, bin_width=1.0)
         assert np.isnan(coarse.gain) or coarse.gain == pytest.approx(fit.gain, rel=0.02)
-
-
-@pytest.mark.parametrize("n", [100, 1000, 600_000])
-def test_low_quantiles_equal_numpy(n):
-    """The partial selection of the lowest quantiles gives np.quantile's numbers."""
-    rng = np.random.default_rng(n)
-    quantiles = np.array([max(0.001, 10 / n), 4 * max(0.001, 10 / n)])
-    for values in (rng.normal(0, 1, n), np.rint(rng.normal(0, 3, n)),
-                   10 * rng.poisson(0.5, n) + rng.normal(0, 1, n)):
-        assert _low_quantiles(values, quantiles) == pytest.approx(
-            np.quantile(values, quantiles), rel=1e-14, abs=1e-12)

@@ -213,3 +213,13 @@ def test_real_damicm_image(real_data):
     assert np.all(metrics["fitChi2"].values < 5)  # a real detector: peaks not quite Gaussian
     # an averaged file's imgNoise is the noise of its average: the zero peak's width
     np.testing.assert_allclose(metrics["imgNoise"].values, metrics["skNoise"].values, rtol=0.1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 100_001, 300_000])
+def test_median_equals_nanmedian(n):
+    from skipperdask.metrics import _median
+
+    values = np.random.default_rng(n).chisquare(98, n).astype(np.float32)
+    values[1::5] = np.nan
+    assert _median(values) == pytest.approx(float(np.nanmedian(values)), rel=1e-6)
+    assert np.isnan(_median(np.full(3, np.nan)))

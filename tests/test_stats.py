@@ -6,6 +6,7 @@ import pytest
 from skipperdask.stats import (
     Histogram,
     ImageStatistics,
+    ValueCounts,
     chunk_statistics,
     cluster_shape,
     plan_statistics,
@@ -211,3 +212,34 @@ def test_wide_histograms_from_a_file_read_again(tmp_path, monkeypatch):
         expected = Histogram.of_values(-data.reshape(60, 40, 3)[:, :, s])
         np.testing.assert_array_equal(stats.histograms[s].values, expected.values)
         np.testing.assert_array_equal(stats.histograms[s].counts, expected.counts)
+
+
+def _value_samples(n):
+    """Continuous values, quantised values (many on bin edges) and a track tail."""
+    rng = np.random.default_rng(n)
+    return (rng.normal(0, 1, n), np.rint(rng.normal(0, 3, n)) / 4,
+            np.r_[10 * rng.poisson(0.5, n) + rng.normal(0, 1, n), rng.uniform(1e3, 1e5, 9)])
+
+
+@pytest.mark.parametrize("n", [100, 1000, 600_000])
+def test_value_counts_equal_numpy(n):
+    """Histograms, quantiles and counts of the distinct values equal numpy's on the pixels."""
+    for values in _value_samples(n):
+        distribution = ValueCounts.of_values(np.r_[values, np.nan, np.inf])
+        assert distribution.size == values.size
+        assert (distribution.min, distribution.max) == (values.min(), values.max())
+        quantiles = [0.001, 0.004, 0.25, 0.5, 1.0]
+        assert distribution.quantile(quantiles) == pytest.approx(
+            np.quantile(values, quantiles), rel=1e-14, abs=1e-12)
+        # edges on multiples of 1/4 fall on the quantised values: the same side as numpy
+        for bins, low, high in ((40, -5.0, 5.0), (7, -0.75, 1.0), (1, 0.25, 0.25 + 1e-9)):
+            counts, edges = distribution.histogram(bins, (low, high))
+            expected, expected_edges = np.histogram(values, bins, (low, high))
+            np.testing.assert_array_equal(counts, expected)
+            np.testing.assert_array_equal(edges, expected_edges)
+        for x in (-1.0, 0.25, 3.0, 500.0):
+            assert distribution.count_above(x) == np.count_nonzero(values > x)
+            above = distribution.above(x)
+            assert above.size == np.count_nonzero(values > x)
+            if above.size:
+                assert above.quantile(0.25) == pytest.approx(np.quantile(values[values > x], 0.25))
