@@ -344,11 +344,20 @@ def _shifted_moments(samples, start, stop, shift):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_VECTOR)
-def _accumulate_cluster(samples, offset, first, sums, squares):
+def _moments_and_cluster(samples, shift, offset, tile_first, sums, squares):
+    """:func:`_shifted_moments` of samples 2 … and, in the same loop, the sums and squares
+    of a cluster's single-sample images: ``samples[s + 2] - offset - tile_first[s]``."""
+    first = 0.0
+    second = 0.0
     for s in range(sums.size):
-        d = samples[s] - offset - first[s]
-        sums[s] += d
-        squares[s] += d * d
+        x = samples[s + 2]
+        d = x - shift
+        first += d
+        second += d * d
+        e = x - offset - tile_first[s]
+        sums[s] += e
+        squares[s] += e * e
+    return first, second
 
 
 @numba.njit(cache=True, nogil=True)
@@ -424,9 +433,22 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
             origin_value = origin * scale + zero
             first = 0.0
             shift = origin
+            tile = -1
+            if in_tile_row and c // tile_cols < ntile_cols:
+                raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
+                if raster < tile_pixels:
+                    tile = local_tile_row * ntile_cols + c // tile_cols
+                    if raster == 0:
+                        for s in range(nvar):
+                            tile_first[tile, s] = samples[s + 2] - stored_baseline
             if nvar >= 2:
                 shift = np.float64(samples[2])
-                first, second = _shifted_moments(samples, 2, nskips, shift)
+                if tile >= 0:  # a cluster's pixel: its samples are read once for both
+                    first, second = _moments_and_cluster(samples, shift, stored_baseline,
+                                                         tile_first[tile], tile_sum[tile],
+                                                         tile_square[tile])
+                else:
+                    first, second = _shifted_moments(samples, 2, nskips, shift)
                 pixel_variance[r, c] = (second - first * first / nvar) / (nvar - 1) * scale * scale
             if sampled:
                 total = 0.0
@@ -442,15 +464,6 @@ def _statistics_kernel(block, scale, zero, polarity, row_median, row_offset, nhi
             else:
                 total = _shifted_sum(samples, 0, nskips, origin)
             average[r, c] = polarity * (origin_value + total / nskips * scale) - baseline
-            if in_tile_row and c // tile_cols < ntile_cols:
-                raster = (absolute_row % tile_rows) * tile_cols + c % tile_cols
-                if raster < tile_pixels:
-                    t = local_tile_row * ntile_cols + c // tile_cols
-                    if raster == 0:
-                        for s in range(nvar):
-                            tile_first[t, s] = samples[s + 2] - stored_baseline
-                    _accumulate_cluster(samples[2:], stored_baseline, tile_first[t],
-                                        tile_sum[t], tile_square[t])
     return fractional
 
 
