@@ -243,3 +243,13 @@ def test_value_counts_equal_numpy(n):
             assert above.size == np.count_nonzero(values > x)
             if above.size:
                 assert above.quantile(0.25) == pytest.approx(np.quantile(values[values > x], 0.25))
+
+
+@pytest.mark.parametrize("dtype", [">i2", ">u2", ">i4", ">u4", ">f4", ">i8", ">f8"])
+def test_byteswap_inplace_gives_native_values(dtype):
+    from skipperdask.stats import _byteswap_inplace
+
+    stored = np.random.default_rng(3).normal(0, 1e4, (4, 5, 6)).astype(dtype)
+    native = _byteswap_inplace(stored.copy())
+    assert native.dtype.isnative
+    np.testing.assert_array_equal(native, stored.astype(stored.dtype.newbyteorder("=")))
