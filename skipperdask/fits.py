@@ -20,8 +20,9 @@ minimum is also the fit-quality figure: ``chi2_reduced`` = deviance / degrees of
    to its lower side (where no other peak lies) gives x0, σ and its area A0; λ starts at
    -ln(A0 / N).
 2. **Gain.** The zero-peak Gaussian is subtracted and the residual smoothed with a kernel of
-   width σ; its most prominent peaks above x0 + 1.5σ give candidate gains (peak - x0). Each
-   candidate is fitted (step 3) and the best fit kept.
+   width σ; its most prominent peaks above x0 + 1.5σ give candidate gains (peak - x0), the
+   most significant first. Candidates are fitted (step 3) in turn until one passes the
+   quality test (step 4); when none does, the fit of lowest χ² goes on to step 4.
 3. **Fit window (replaces the seed's "median ± 3 MAD, at least 200 ADU").** A fixed 200-ADU
    width holds tracks when g is 2 ADU and misses the first peak when g is 300 ADU; ±3 MAD is
    the zero peak's width when λ is small. The window is therefore built from the estimates:
@@ -181,9 +182,10 @@ def _bin_probabilities(edges, mu, sigma):
 
 def _interval_probabilities(z):
     """Φ(z[..., i + 1]) - Φ(z[..., i]), upper tails from the right for their precision."""
-    lo, hi = z[..., :-1], z[..., 1:]
-    return np.where(lo > 0, special.ndtr(-lo) - special.ndtr(-hi),
-                    special.ndtr(hi) - special.ndtr(lo))
+    # each edge's Φ and upper tail once (not once per bin it bounds)
+    lower, upper = special.ndtr(z), special.ndtr(-z)
+    return np.where(z[..., :-1] > 0, upper[..., :-1] - upper[..., 1:],
+                    lower[..., 1:] - lower[..., :-1])
 
 
 def gauss_poisson_counts(edges, n, x0, sigma, gain, lam, kmax=9):
@@ -782,10 +784,11 @@ def _gain_candidates(values, bin_width, zero):
     if peaks.size == 0:
         return [], "single-electron peaks not resolved: no peak above the zero-electron peak"
     significance = smooth_residual[peaks] / noise[peaks]
-    # the lowest two peaks (the first may be a remnant of the zero peak's subtraction) and
-    # the most significant one (the one-electron peak unless λ > 2)
-    chosen = {*peaks[:2], peaks[np.argmax(significance)]}
-    return sorted(centres[i] - zero.x0 for i in chosen), ""
+    # the most significant peak (the one-electron peak unless λ > 2) first, then the lowest
+    # two (the first may be a remnant of the zero peak's subtraction)
+    most = peaks[np.argmax(significance)]
+    chosen = [most, *(p for p in peaks[:2] if p != most)]
+    return [centres[i] - zero.x0 for i in chosen], ""
 
 
 # ---------------------------------------------------------------- the Gaussian-smeared Poisson
@@ -949,7 +952,14 @@ def fit_gauss_poisson(values, *, bin_width=1.0, method="auto"):
     if not candidates:
         return _missing_fit({"gain": reason, "lam": reason}, **zero_only)
     lam = -np.log(np.clip(zero.area / values.size, 1e-9, 0.999))
-    poisson = [_poisson_or_start(values, bin_width, zero, gain, lam) for gain in candidates]
+    poisson = []
+    for gain in candidates:
+        poisson.append(_poisson_or_start(values, bin_width, zero, gain, lam))
+        fit, ok = poisson[-1]
+        if ok and _acceptable(fit):
+            # Poisson heights that describe the data are unique: a fraction or a multiple
+            # of the gain would put pixels in empty peaks
+            return _check_resolution(fit)
     converged = [fit for fit, ok in poisson if ok]
     if not any(_acceptable(fit) for fit in converged):
         # at σ/g ≳ 0.3 the one-electron peak is a shoulder of the zero peak: the residual's
