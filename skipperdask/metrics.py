@@ -44,7 +44,6 @@ class AmpAnalysis:
     """
 
     statistics: ImageStatistics
-    average_values: ValueCounts = None  # the average image's distinct values and counts
     entropies: np.ndarray = None  # of single-sample images 0 … n-1
     entropy_line: object = None  # fits.LineFit of entropies against sample index
     sample_noise_fits: list = field(default_factory=list)  # fits.GaussianFit per sample
@@ -130,7 +129,7 @@ def _fit_windows(windows):
 def _entropy_slope(analysis):
     """aveImgS and dSdskip: entropies of the average and of the single-sample images."""
     stats = analysis.statistics
-    average = analysis.average_values
+    average = stats.average_values
     if average.size == 0:
         _missing(analysis, "aveImgS", "no finite pixel")
     else:
@@ -204,7 +203,7 @@ def _fine_bin_width(sigma, nsamples, integer_valued):
 
 def _average_image_fit(analysis, bin_width):
     """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio."""
-    values = analysis.average_values
+    values = analysis.statistics.average_values
     if bin_width == "auto":
         bin_width = _peaks_bin_width(analysis, values)
     fit = fits.fit_gauss_poisson(values, bin_width=bin_width)
@@ -309,7 +308,7 @@ def analyse(statistics, *, bin_width=None):
     """
     if bin_width is None:
         bin_width = config.get("peaks-bin-width", "auto")
-    analysis = AmpAnalysis(statistics, average_values=ValueCounts.of_values(statistics.average))
+    analysis = AmpAnalysis(statistics)
     _entropy_slope(analysis)
     _noise_against_samples(analysis)
     _single_sample_noise(analysis)

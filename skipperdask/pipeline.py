@@ -387,7 +387,7 @@ def _fan_out(client, layout, options):
     for amp in layout.amps:
         plan = options.plan(amp, layout.polarity)
         parts_per_amp.append([
-            client.submit(read_chunk_statistics, amp, start, stop, plan,
+            client.submit(read_chunk_statistics, amp, start, stop, plan, keep_average=False,
                           key=f"statistics-{uuid.uuid4().hex}")
             for start, stop in options.row_chunks(amp, plan)
         ])

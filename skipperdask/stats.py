@@ -124,6 +124,16 @@ class ValueCounts:
         unique, counts = np.unique(values[np.isfinite(values)], return_counts=True)
         return cls(unique, counts.astype(np.int64))
 
+    @classmethod
+    def merge(cls, distributions):
+        """The distribution of the union of the pixels of several distributions."""
+        values = np.concatenate([d.values for d in distributions])
+        counts = np.concatenate([d.counts for d in distributions])
+        order = np.argsort(values, kind="stable")
+        values, counts = values[order], counts[order]
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        return cls(values[starts], np.add.reduceat(counts, starts) if counts.size else counts)
+
     @property
     def size(self):
         """Number of pixels."""
@@ -267,8 +277,10 @@ class ImageStatistics:
     ----------
     plan : StatisticsPlan
     row_start, row_stop : int
-    average : ndarray (rows, ncols)
-        Mean over samples.
+    average : ndarray (rows, ncols), or None
+        Mean over samples (None when the campaign did not keep it: see ``average_values``).
+    average_values : ValueCounts
+        The distinct values of ``average`` and their counts: all that the fits need of it.
     partial_averages : ndarray (len(plan.levels), sampled rows, ncols)
         Mean over the first ``n`` samples, ``n`` in ``plan.levels``, of the rows whose
         index is a multiple of ``plan.partial_stride``.
@@ -276,7 +288,7 @@ class ImageStatistics:
         Variance (ddof=1) of each pixel's samples with index ≥ 2.
     histograms : list of Histogram
         1-ADU histograms of the single-sample images ``0 … plan.nhist - 1``.
-    cluster_variance : ndarray (nclusters, nskips - 2)
+    cluster_variance : ndarray of float32 (nclusters, nskips - 2)
         Variance (ddof=1) of each cluster in each single-sample image with index ≥ 2.
     integer_valued : bool
         Whether every histogrammed value is a whole number of ADU (digitised data):
@@ -287,6 +299,7 @@ class ImageStatistics:
     row_start: int
     row_stop: int
     average: np.ndarray
+    average_values: ValueCounts
     partial_averages: np.ndarray
     pixel_variance: np.ndarray
     histograms: list
@@ -306,7 +319,9 @@ class ImageStatistics:
             plan=parts[0].plan,
             row_start=parts[0].row_start,
             row_stop=parts[-1].row_stop,
-            average=np.concatenate([p.average for p in parts]),
+            average=(None if any(p.average is None for p in parts)
+                     else np.concatenate([p.average for p in parts])),
+            average_values=ValueCounts.merge([p.average_values for p in parts]),
             partial_averages=np.concatenate([p.partial_averages for p in parts], axis=1),
             pixel_variance=np.concatenate([p.pixel_variance for p in parts]),
             histograms=[
@@ -562,9 +577,10 @@ class _ChunkPass:
             self.tile_sum, self.tile_square, self.tile_first,
         )
 
-    def finish(self, sample_values):
+    def finish(self, sample_values, keep_average=True):
         """The chunk's statistics; ``sample_values(s)`` gives all values of single-sample
-        image ``s`` for the rare sample whose histogram outgrew the kernel's."""
+        image ``s`` for the rare sample whose histogram outgrew the kernel's. Without
+        ``keep_average``, the average image is summarised by its ``average_values`` only."""
         plan = self.plan
         histograms = []
         for s in range(plan.nhist):
@@ -580,15 +596,19 @@ class _ChunkPass:
                 Histogram.merge([dense_part, Histogram(values, counts.astype(np.int64))])
             )
         n, ntiles = plan.cluster_pixels, self.ntiles
+        # float32, as the pixel variances: a median needs no more, and the statistics of a
+        # campaign's row chunks travel between workers
         cluster_variance = (
-            (self.tile_square[:ntiles] - self.tile_sum[:ntiles] ** 2 / n) / (n - 1)
-            * self.scale**2
+            ((self.tile_square[:ntiles] - self.tile_sum[:ntiles] ** 2 / n) / (n - 1)
+             * self.scale**2).astype(np.float32)
             if ntiles
-            else np.empty((0, self.tile_sum.shape[1]))
+            else np.empty((0, self.tile_sum.shape[1]), dtype=np.float32)
         )
         return ImageStatistics(
-            plan=plan, row_start=self.row_start, row_stop=self.row_stop, average=self.average,
-            partial_averages=self.partial, pixel_variance=self.pixel_variance,
+            plan=plan, row_start=self.row_start, row_stop=self.row_stop,
+            average=self.average if keep_average else None,
+            average_values=ValueCounts.of_values(self.average), partial_averages=self.partial,
+            pixel_variance=self.pixel_variance,
             histograms=histograms, cluster_variance=cluster_variance,
             integer_valued=self.fractional == 0,
         )
@@ -657,7 +677,7 @@ def _reusable_buffer(nbytes):
     return buffer
 
 
-def read_chunk_statistics(amp, row_start, row_stop, plan):
+def read_chunk_statistics(amp, row_start, row_stop, plan, *, keep_average=True):
     """Read rows ``row_start … row_stop - 1`` of one amplifier and compute their statistics.
 
     The file is opened inside the call; the rows are read block by block
@@ -669,6 +689,9 @@ def read_chunk_statistics(amp, row_start, row_stop, plan):
     amp : skipperdask.reader.AmpLayout
     row_start, row_stop : int
     plan : StatisticsPlan
+    keep_average : bool
+        Keep the average image; without it only its distinct values (``average_values``),
+        which is all the fits need, go back to the caller.
     """
     if amp.compressed:  # astropy decompresses whole tiles: one block
         rows_per_block = row_stop - row_start
@@ -693,7 +716,7 @@ def read_chunk_statistics(amp, row_start, row_stop, plan):
             for _, block in blocks()
         ])
 
-    return chunk.finish(sample_values)
+    return chunk.finish(sample_values, keep_average)
 
 
 def _read_block(amp, start, stop):
