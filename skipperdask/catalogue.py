@@ -58,14 +58,16 @@ one catalogue do not lose each other's images (POSIX only, as the symbolic links
 To copy a catalogue, follow the link (``cp -rL``, ``rsync -L``); to delete one, remove both
 ``<path>`` and ``<path>.versions`` (a run finding no ``<path>`` starts an empty catalogue).
 
-Commit cost, measured on the development machine (2 cores shared with other jobs, local disk):
-adding a batch of 5,000 images with 2 amplifiers and 40 header keywords to an empty catalogue
-takes 4 to 5 s; adding 20 images to a catalogue of 5,000 takes 0.5 to 0.9 s, most of it writing
-and fsync'ing the ~100 arrays (the CSV and the seed table of its 10,000 rows take another
-1.5 s). The pipeline should therefore commit every few seconds' worth of finished images, not
-after each image.
+Commit cost, measured on the development machine (2 cores, local disk): adding a batch of
+5,000 images with 2 amplifiers and 40 header keywords to an empty catalogue takes 2.5 s; adding
+20 images to a catalogue of 5,000 takes 0.2 s (the CSV of its 10,000 rows another 0.9 s). The
+~100 arrays of a version are written concurrently through zarr's asynchronous API
+(:func:`_write_zarr`), 3.5 times faster than ``Dataset.to_zarr``. The pipeline still commits
+every few seconds' worth of finished images, not after each image.
 """
 
+import asyncio
+import base64
 import contextlib
 import csv
 import datetime
@@ -82,6 +84,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+import zarr.api.asynchronous as zarr_async
+from zarr.core.sync import sync as zarr_sync
 
 from . import __version__
 from .files import natural_key
@@ -425,6 +429,51 @@ def _fsync_tree(top):
         _fsync_path(root)
 
 
+#: ``_FillValue`` of float variables as xarray writes it in Zarr format 3 (NaN, base64)
+_NAN_FILL = base64.b64encode(np.array(np.nan, "<f8").tobytes()).decode()
+
+
+def _encoded(name, variable, coordinates):
+    """A catalogue variable's values and attributes as xarray's CF encoding stores them."""
+    values, attrs = variable.values, dict(variable.attrs)
+    if values.dtype.kind == "M":  # NaT is the smallest int64, which xarray reads as NaT
+        values = values.astype("datetime64[ns]").view(np.int64)
+        attrs.update(units="nanoseconds since 1970-01-01", calendar="proleptic_gregorian")
+    elif values.dtype.kind == "f":
+        attrs["_FillValue"] = _NAN_FILL
+    elif values.dtype.kind in "OUST":
+        values = values.astype(object)
+    if coordinates and "image" in variable.dims and name not in coordinates:
+        attrs["coordinates"] = " ".join(coordinates)
+    return values, attrs
+
+
+async def _write_zarr_async(path, ds):
+    group = await zarr_async.open_group(store=path, mode="w", zarr_format=3,
+                                        attributes=dict(ds.attrs))
+    coordinates = [name for name in ds.coords if name not in ds.dims]
+
+    async def write(name, variable):
+        values, attrs = _encoded(name, variable, coordinates)
+        array = await group.create_array(
+            name, shape=values.shape, dtype=str if values.dtype == object else values.dtype,
+            chunks=tuple(max(n, 1) for n in values.shape), dimension_names=variable.dims,
+            attributes=attrs, compressors=None)
+        await array.setitem(Ellipsis, values)
+
+    await asyncio.gather(*(write(name, v) for name, v in ds.variables.items()))
+    await zarr_async.consolidate_metadata(path)
+
+
+def _write_zarr(path, ds):
+    """Write the catalogue as the Zarr store ``ds.to_zarr(path, zarr_format=3,
+    consolidated=True)`` would, so that ``xr.open_zarr`` reads ``ds`` back identically (tested),
+    but 3.5 times faster: its ~80 arrays are created and written concurrently through zarr's
+    asynchronous API instead of one after the other (0.08 against 0.29 s of CPU for a store of 15
+    images; the commit is on the client, which shares the cores with the workers)."""
+    zarr_sync(_write_zarr_async(path, ds))
+
+
 def _unique():
     return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -600,7 +649,7 @@ class Catalogue:
         with warnings.catch_warnings():
             # xr.open_zarr looks for consolidated metadata first and warns without it
             warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-            ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=3)
+            _write_zarr(tmp, ds)
         _fsync_tree(tmp)
         newest = self._newest_version()
         number = 0 if newest is None else int(_version_name.match(os.path.basename(newest))[1])

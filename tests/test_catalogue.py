@@ -138,6 +138,23 @@ def test_zarr_round_trip_has_every_value(store, tmp_path):
     assert "path" in ds.coords and "time" in ds.coords  # ds.skNoise.plot(x="time")
 
 
+def test_store_reads_back_as_xarray_would_write_it(store, tmp_path):
+    """The catalogue's own Zarr writer against ``Dataset.to_zarr``: the same Dataset and dtypes
+    from ``xr.open_zarr``, with failed files, differing amplifiers, header keywords, times."""
+    records = [record("/d/a.fits", seed=1), record("/d/b.fits", amps=("0",), nskips=1, seed=2,
+                                                  header={"EXPOSURE": 2.0, "TEMP": "140.5"}),
+               failed("/d/c.fits"), record("/d/d.fits", amps=("CCD_C",), header={})]
+    written = Catalogue(store).add(records, options={"polarity": -1})
+    reference = str(tmp_path / "reference.zarr")
+    with pytest.warns(UserWarning, match="Consolidated metadata"):
+        written.to_zarr(reference, zarr_format=3, consolidated=True)
+    mine, theirs = (xr.open_zarr(path, chunks=None).load() for path in (store, reference))
+    xr.testing.assert_identical(mine, theirs)
+    assert {n: v.dtype for n, v in mine.variables.items()} == {
+        n: v.dtype for n, v in theirs.variables.items()}
+    assert mine.time.dtype == np.dtype("datetime64[ns]") and mine.amp_present.dtype == bool
+
+
 def test_time_falls_back_to_mtime_and_reads_other_keywords(store):
     records = [
         record("/d/a.fits", seed=1, header={}),
