@@ -458,7 +458,9 @@ async def _write_zarr_async(path, ds):
         array = await group.create_array(
             name, shape=values.shape, dtype=str if values.dtype == object else values.dtype,
             chunks=tuple(max(n, 1) for n in values.shape), dimension_names=variable.dims,
-            attributes=attrs, compressors=None)
+            attributes=attrs, compressors=None,
+            # one chunk per array, named c.0.0 beside zarr.json: no directories to create
+            chunk_key_encoding={"name": "default", "separator": "."})
         await array.setitem(Ellipsis, values)
 
     await asyncio.gather(*(write(name, v) for name, v in ds.variables.items()))
