@@ -85,9 +85,17 @@ def nbytes(paths):
     return sum(os.path.getsize(p) for p in paths)
 
 
-def run_pipeline(paths, client, catalogue):
-    """Seconds of ``skipperdask.process`` over the files (every file recomputed)."""
+def remove_catalogue(catalogue):
+    """Delete a catalogue: its link and its versions."""
+    if os.path.islink(catalogue):
+        os.remove(catalogue)
     shutil.rmtree(catalogue, ignore_errors=True)
+    shutil.rmtree(f"{catalogue}.versions", ignore_errors=True)
+
+
+def run_pipeline(paths, client, catalogue):
+    """Seconds of ``skipperdask.process`` over the files into a new catalogue."""
+    remove_catalogue(catalogue)
     start = time.perf_counter()
     dataset = process(paths, catalogue, client=client, reprocess=True, progress=False)
     seconds = time.perf_counter() - start
@@ -148,11 +156,19 @@ def cluster(workers, memory_limit=None):
                    dashboard_address="127.0.0.1:0")
 
 
+def warm_image(path):
+    """A small image computed in this process: modules imported, numba's cached kernels
+    loaded, the fits' first calls made."""
+    from skipperdask.pipeline import Options, image_task
+
+    image_task(path, Options.from_config())
+
+
 def warm_up(client, path, catalogue):
-    """One small image through every worker: numba's cached kernel loaded, modules imported."""
+    """Every worker computes one small image, then one goes through the pipeline."""
     start = time.perf_counter()
-    client.run(lambda: __import__("skipperdask.pipeline"))
-    run_pipeline([path] * 1, client, catalogue)
+    client.run(warm_image, path)
+    run_pipeline([path], client, catalogue)
     return time.perf_counter() - start
 
 
@@ -307,17 +323,24 @@ def main(argv=None):
             results["small"] = len(small) / seconds
             print(f"small images ({nbytes(small[:1]) / 1e6:.2f} MB, {small_truth['nskips']} "
                   f"samples): {results['small']:.1f} images/s")
-        scaling_paths = large[max(large)]  # the fewest commits: the workers' own scaling
-        results["scaling"][2] = results["pipeline"][max(large)]
-
-        # ---- 1 worker -----------------------------------------------------------------
+        # ---- 1 worker: the same large-image campaign -----------------------------------
+        one_worker = {}
         with cluster(1) as client:
             warm_up(client, small[0], catalogue)
-            read_rate(scaling_paths)
-            seconds = run_pipeline(scaling_paths, client, catalogue)
-            results["scaling"][1] = nbytes(scaling_paths) / 1e9 / seconds
+            for size, paths in large.items():
+                read_rate(paths)
+                one_worker[size] = nbytes(paths) / 1e9 / run_pipeline(paths, client, catalogue)
+        for size in large:
+            print(f"1 worker {one_worker[size]:.2f} GB/s, 2 workers "
+                  f"{results['pipeline'][size]:.2f} GB/s on {size:g} MB images: speed-up "
+                  f"{results['pipeline'][size] / one_worker[size]:.2f}×")
+        # over the whole large-image campaign: total bytes over total time
+        total = nbytes(all_large) / 1e9
+        for workers, rates in ((1, one_worker), (2, results["pipeline"])):
+            results["scaling"][workers] = total / sum(
+                nbytes(paths) / 1e9 / rates[size] for size, paths in large.items())
         results["speedup"] = results["scaling"][2] / results["scaling"][1]
-        print(f"1 worker {results['scaling'][1]:.2f} GB/s, 2 workers "
+        print(f"all large images: 1 worker {results['scaling'][1]:.2f} GB/s, 2 workers "
               f"{results['scaling'][2]:.2f} GB/s: speed-up {results['speedup']:.2f}×")
 
         # ---- memory -------------------------------------------------------------------
@@ -350,7 +373,7 @@ def main(argv=None):
          worst / results["read_warm"] >= 0.35),
         ("  ... / naive numpy baseline", f"{worst / results['naive']:.1f}x", "", None),
         ("small images, images/s", f"{results['small']:.1f}", ">= 50", results["small"] >= 50),
-        ("1 -> 2 workers speed-up", f"{results['speedup']:.2f}x", ">= 1.7",
+        ("1 -> 2 workers speed-up (large images)", f"{results['speedup']:.2f}x", ">= 1.7",
          results["speedup"] >= 1.7),
         (f"image {memory_image_bytes / 1e6:.0f} MB, peak worker RSS (MB), no restart",
          f"{peak / MB:.0f}", f"< {limit / MB:.0f}", results["memory_ok"] and peak < limit),

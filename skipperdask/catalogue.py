@@ -62,7 +62,7 @@ Commit cost, measured on the development machine (2 cores, local disk): adding a
 5,000 images with 2 amplifiers and 40 header keywords to an empty catalogue takes 2.5 s; adding
 20 images to a catalogue of 5,000 takes 0.2 s (the CSV of its 10,000 rows another 0.9 s). The
 ~100 arrays of a version are written concurrently through zarr's asynchronous API
-(:func:`_write_zarr`), 3.5 times faster than ``Dataset.to_zarr``. The pipeline still commits
+(:func:`_write_zarr`), 6 times faster than ``Dataset.to_zarr``. The pipeline still commits
 every few seconds' worth of finished images, not after each image.
 """
 
@@ -86,6 +86,7 @@ import numpy as np
 import xarray as xr
 import zarr.api.asynchronous as zarr_async
 from zarr.core.sync import sync as zarr_sync
+from zarr.storage import MemoryStore
 
 from . import __version__
 from .files import natural_key
@@ -448,8 +449,8 @@ def _encoded(name, variable, coordinates):
     return values, attrs
 
 
-async def _write_zarr_async(path, ds):
-    group = await zarr_async.open_group(store=path, mode="w", zarr_format=3,
+async def _write_zarr_async(store, ds):
+    group = await zarr_async.open_group(store=store, mode="w", zarr_format=3,
                                         attributes=dict(ds.attrs))
     coordinates = [name for name in ds.coords if name not in ds.dims]
 
@@ -464,16 +465,22 @@ async def _write_zarr_async(path, ds):
         await array.setitem(Ellipsis, values)
 
     await asyncio.gather(*(write(name, v) for name, v in ds.variables.items()))
-    await zarr_async.consolidate_metadata(path)
+    await zarr_async.consolidate_metadata(store)
 
 
 def _write_zarr(path, ds):
     """Write the catalogue as the Zarr store ``ds.to_zarr(path, zarr_format=3,
     consolidated=True)`` would, so that ``xr.open_zarr`` reads ``ds`` back identically (tested),
-    but 3.5 times faster: its ~80 arrays are created and written concurrently through zarr's
-    asynchronous API instead of one after the other (0.08 against 0.29 s of CPU for a store of 15
-    images; the commit is on the client, which shares the cores with the workers)."""
-    zarr_sync(_write_zarr_async(path, ds))
+    but 6 times faster: its ~80 arrays are created concurrently through zarr's asynchronous
+    API, in memory, and their few small files written at once (0.05 against 0.29 s of CPU for
+    15 images; the commit is on the client, which shares the cores with the workers)."""
+    contents = {}
+    zarr_sync(_write_zarr_async(MemoryStore(store_dict=contents), ds))
+    for key, buffer in contents.items():
+        file = os.path.join(path, *key.split("/"))
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        with open(file, "wb") as f:
+            f.write(buffer.to_bytes())
 
 
 def _unique():
