@@ -147,13 +147,29 @@ def test_fanned_out_file_equals_single_task(processed, campaign, client, tmp_pat
         np.testing.assert_array_equal(fanned[name].values, whole[name].values, err_msg=name)
 
 
-def test_tasks_named_by_stage_and_large_file_spread_over_workers(processed, client):
+def test_tasks_named_by_stage_and_large_file_spread_over_workers(processed, campaign, client,
+                                                                 tmp_path):
     tasks = processed[2]
     stages = {key_split(task["key"]) for task in tasks}
     assert stages == {"image", "statistics", "fit"}  # what the dashboard's panels group by
-    workers = {task["worker"] for task in tasks if key_split(task["key"]) == "statistics"}
+    # only Img_6 is larger than a chunk, and it is among the last files (as many as threads)
+    assert sum(key_split(task["key"]) == "fit" for task in tasks) == 1
+    with get_task_stream(client) as stream:
+        process([campaign[-1]], tmp_path / "alone.zarr", client=client,
+                options=Options(chunk_bytes=CHUNK_BYTES), progress=False)
+    workers = {task["worker"] for task in stream.data if key_split(task["key"]) == "statistics"}
     assert workers == set(client.scheduler_info()["workers"])
-    assert sum(key_split(task["key"]) == "fit" for task in tasks) == 1  # only Img_6 fans out
+
+
+def test_files_are_computed_whole_but_the_last_ones(campaign, client, tmp_path):
+    """With one file per worker thread or more to come, a large file is one task on one
+    worker (nothing to send between workers); the last ones are fanned out."""
+    large = campaign[-1]
+    with get_task_stream(client) as stream:
+        ds = process([large, *campaign[:2]], tmp_path / "whole.zarr", client=client,
+                     options=Options(chunk_bytes=CHUNK_BYTES), progress=False)
+    assert set(ds.status.values) == {"ok"}
+    assert not any(key_split(task["key"]) in ("statistics", "fit") for task in stream.data)
 
 
 def test_csv_one_row_per_image_and_amplifier(processed):
