@@ -263,25 +263,36 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         window = max(4, 4 * threads)
     writer = CatalogueWriter(store, options, csv or _default_csv(catalogue), seed_tables,
                              commit_seconds)
-    queue = deque(todo)
+    # The last files (as many as worker threads) are spread over the workers chunk by chunk,
+    # so that no worker waits for another one's whole file at the end (measured: better
+    # than fanning out two or three files per thread). Their headers are read first, while
+    # the workers are free (a short task queued behind a whole file held its fan-out back
+    # and left the other workers idle), and they fan out once every other file is submitted.
+    split = max(len(todo) - threads, 0)
+    queue = deque(todo[:split])
+    layouts = deque()  # (path, layout) of the last files, waiting for their fan-out
     # results travel with their completion, gathered concurrently, not one round trip each
     futures = as_completed(with_results=True, raise_errors=False)
     path_of = {}  # future key -> its file
     start = time.perf_counter()
 
+    def submit(path, function, *args, stage="image"):
+        # a fresh key per run, so a rerun recomputes instead of reusing a cached result
+        future = client.submit(function, *args, key=f"{stage}-{uuid.uuid4().hex}")
+        path_of[future.key] = path
+        futures.add(future)
+
     def submit_next():
         if queue:
             path = queue.popleft()
-            # a fresh key per run, so a rerun recomputes instead of reusing a cached result
-            key = f"image-{uuid.uuid4().hex}"
-            # the last files (as many as threads) are spread over the workers chunk by chunk,
-            # so that no worker waits for another one's whole file at the end (measured:
-            # better than fanning out the last two or three files per thread)
-            future = client.submit(image_task, path, options, len(queue) >= threads, key=key)
-            path_of[key] = path
-            futures.add(future)
+            submit(path, image_task, path, options, True)
+        while layouts and not queue:
+            path, layout = layouts.popleft()
+            submit(path, *_fan_out(client, layout, options), stage="fit")
 
     try:
+        for path in todo[split:]:
+            submit(path, image_task, path, options, False)
         for _ in range(window):
             submit_next()
         for future, result in futures:
@@ -296,11 +307,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                     summary.bytes += result.size
                 else:
                     summary.failed += 1
-                submit_next()
             else:
-                fit = _fan_out(client, result, options)
-                path_of[fit.key] = path
-                futures.add(fit)
+                layouts.append((path, result))
+            submit_next()
             summary.seconds = time.perf_counter() - start
             bar.update(summary)
     finally:
@@ -388,7 +397,8 @@ class CatalogueWriter:
 
 
 def _fan_out(client, layout, options):
-    """Submit the row-chunk statistics of a large file and the fit that gathers them."""
+    """Submit the row-chunk statistics of a large file: the function and arguments of the
+    fit task that gathers them."""
     started = time.time()
     parts_per_amp = []
     for amp in layout.amps:
@@ -398,8 +408,7 @@ def _fan_out(client, layout, options):
                           key=f"statistics-{uuid.uuid4().hex}")
             for start, stop in options.row_chunks(amp, plan)
         ])
-    return client.submit(fit_task, layout, options, parts_per_amp, started,
-                         key=f"fit-{uuid.uuid4().hex}")
+    return fit_task, layout, options, parts_per_amp, started
 
 
 def _failed(path, error):
