@@ -85,6 +85,12 @@ def nbytes(paths):
     return sum(os.path.getsize(p) for p in paths)
 
 
+def campaign_rate(paths, client, catalogue):
+    """GB/s of one run over every file (warm page cache)."""
+    read_rate(paths)
+    return nbytes(paths) / 1e9 / run_pipeline(paths, client, catalogue)
+
+
 def remove_catalogue(catalogue):
     """Delete a catalogue: its link and its versions."""
     if os.path.islink(catalogue):
@@ -318,30 +324,29 @@ def main(argv=None):
                 print(f"pipeline, 2 workers, {len(paths)} × {size:g} MB: {seconds:.2f} s, "
                       f"{results['pipeline'][size]:.2f} GB/s, "
                       f"{results['pipeline'][size] / results['read_warm']:.2f} of warm read")
+            results["scaling"][2] = campaign_rate(all_large, client, catalogue)
             read_rate(small)
             seconds = run_pipeline(small, client, catalogue)
             results["small"] = len(small) / seconds
             print(f"small images ({nbytes(small[:1]) / 1e6:.2f} MB, {small_truth['nskips']} "
                   f"samples): {results['small']:.1f} images/s")
-        # ---- 1 worker: the same large-image campaign -----------------------------------
+        # ---- 1 worker: the same runs -------------------------------------------------
         one_worker = {}
         with cluster(1) as client:
             warm_up(client, small[0], catalogue)
             for size, paths in large.items():
                 read_rate(paths)
                 one_worker[size] = nbytes(paths) / 1e9 / run_pipeline(paths, client, catalogue)
+            results["scaling"][1] = campaign_rate(all_large, client, catalogue)
         for size in large:
             print(f"1 worker {one_worker[size]:.2f} GB/s, 2 workers "
                   f"{results['pipeline'][size]:.2f} GB/s on {size:g} MB images: speed-up "
                   f"{results['pipeline'][size] / one_worker[size]:.2f}×")
-        # over the whole large-image campaign: total bytes over total time
-        total = nbytes(all_large) / 1e9
-        for workers, rates in ((1, one_worker), (2, results["pipeline"])):
-            results["scaling"][workers] = total / sum(
-                nbytes(paths) / 1e9 / rates[size] for size, paths in large.items())
         results["speedup"] = results["scaling"][2] / results["scaling"][1]
-        print(f"all large images: 1 worker {results['scaling'][1]:.2f} GB/s, 2 workers "
-              f"{results['scaling'][2]:.2f} GB/s: speed-up {results['speedup']:.2f}×")
+        print(f"the whole large-image campaign ({len(all_large)} images, "
+              f"{nbytes(all_large) / 1e9:.1f} GB) in one run: 1 worker "
+              f"{results['scaling'][1]:.2f} GB/s, 2 workers {results['scaling'][2]:.2f} GB/s: "
+              f"speed-up {results['speedup']:.2f}×")
 
         # ---- memory -------------------------------------------------------------------
         limit = int(args.memory_limit * MB)
@@ -373,7 +378,7 @@ def main(argv=None):
          worst / results["read_warm"] >= 0.35),
         ("  ... / naive numpy baseline", f"{worst / results['naive']:.1f}x", "", None),
         ("small images, images/s", f"{results['small']:.1f}", ">= 50", results["small"] >= 50),
-        ("1 -> 2 workers speed-up (large images)", f"{results['speedup']:.2f}x", ">= 1.7",
+        ("1 -> 2 workers speed-up (whole large campaign)", f"{results['speedup']:.2f}x", ">= 1.7",
          results["speedup"] >= 1.7),
         (f"image {memory_image_bytes / 1e6:.0f} MB, peak worker RSS (MB), no restart",
          f"{peak / MB:.0f}", f"< {limit / MB:.0f}", results["memory_ok"] and peak < limit),
