@@ -4,11 +4,11 @@ Work is submitted as the cluster frees up, never as one giant graph: at most a
 window of files is in flight. Each file starts with one task, ``image-…``, that reads
 its headers on a worker and computes the file whole, reading it block by block: the
 workers then share the campaign file by file, with nothing to send between them. A
-file larger than one chunk among the last files of the campaign (fewer left than
-worker threads), where whole files would leave workers idle, comes back as its
-layout instead and fans out into ``statistics-…`` tasks, one per row chunk of each
-amplifier, spread over the workers, and one ``fit-…`` task that combines them and
-fits. Results reach the client as they finish and are committed to the
+file larger than one chunk comes back as its layout instead when it is among the last
+files of the campaign (as many as worker threads: whole files would leave workers idle
+at the end) or when its statistics would need more than ``whole_file_memory``; it fans
+out into ``statistics-…`` tasks, one per row chunk of each amplifier, spread over the
+workers, and one ``fit-…`` task that combines them and fits. Results reach the client as they finish and are committed to the
 catalogue in batches; a file that fails becomes a catalogue entry holding its error.
 """
 
@@ -31,7 +31,12 @@ from .catalogue import Catalogue, ImageRecord
 from .errors import SkipperError
 from .metrics import analyse, metrics_dataset
 from .reader import scan_file
-from .stats import ImageStatistics, plan_statistics, read_chunk_statistics
+from .stats import (
+    STATISTICS_BYTES_PER_PIXEL,
+    ImageStatistics,
+    plan_statistics,
+    read_chunk_statistics,
+)
 
 #: seconds between catalogue commits, at least: a killed run loses no more work than this
 DEFAULT_COMMIT_SECONDS = 5.0
@@ -44,6 +49,7 @@ class Options:
     polarity: int | None = None
     baseline: str = "none"
     chunk_bytes: int = 64 * 2**20
+    whole_file_memory: int = 256 * 2**20
     max_entropy_samples: int = 30
     max_noise_samples: int = 50
     bin_width: object = "auto"
@@ -55,13 +61,15 @@ class Options:
             "polarity": config.get("polarity"),
             "baseline": config.get("baseline", "none"),
             "chunk_bytes": parse_bytes(str(config.get("chunk-bytes", "64MiB"))),
+            "whole_file_memory": parse_bytes(str(config.get("whole-file-memory", "256MiB"))),
             "max_entropy_samples": config.get("max-entropy-samples", 30),
             "max_noise_samples": config.get("max-noise-samples", 50),
             "bin_width": config.get("peaks-bin-width", "auto"),
         }
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(settings["chunk_bytes"], str):
-            settings["chunk_bytes"] = parse_bytes(settings["chunk_bytes"])
+        for name in ("chunk_bytes", "whole_file_memory"):
+            if isinstance(settings[name], str):
+                settings[name] = parse_bytes(settings[name])
         return cls(**settings)
 
     def plan(self, amp, polarity):
@@ -100,12 +108,12 @@ def _record(layout, metrics, elapsed):
 
 
 def image_task(path, options, whole=True):
-    """Read a file's headers and compute it whole, or, without ``whole``, only when it is no
-    larger than one chunk.
+    """Read a file's headers and compute it whole, block by block, when it is no larger than
+    one chunk or, with ``whole``, when its statistics fit in ``options.whole_file_memory``.
 
     Returns the file's :class:`ImageRecord` (or, for a bad file, a record holding the error,
-    which keeps worker logs free of tracebacks for expected failures) or its layout (a large
-    file without ``whole``, to be fanned out into row chunks).
+    which keeps worker logs free of tracebacks for expected failures) or its layout (any
+    other file, to be fanned out into row chunks).
     """
     start = time.perf_counter()
     try:
@@ -113,7 +121,9 @@ def image_task(path, options, whole=True):
         _check_same_shape(layout)
     except SkipperError as error:
         return _failed(path, error)
-    if not whole and max(a.nbytes for a in layout.amps) > options.chunk_bytes:
+    large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
+    statistics_bytes = sum(a.nrows * a.ncols for a in layout.amps) * STATISTICS_BYTES_PER_PIXEL
+    if large and not (whole and statistics_bytes <= options.whole_file_memory):
         return layout
     statistics = []
     for amp in layout.amps:

@@ -37,6 +37,9 @@ OVERFLOW_CAPACITY = 65536
 READ_BLOCK_BYTES = 4 * 2**20
 
 BASELINES = ("none", "row-median")
+#: memory of the statistics of one pixel while they are computed, at most (measured: the
+#: average image, the pixel and cluster variances, the cluster sums, the distinct values)
+STATISTICS_BYTES_PER_PIXEL = 60
 #: the noise of partial averages is measured on this many pixels at least (every k-th
 #: row): plenty for a width to 0.3 %, while the statistics stay small for huge images
 PARTIAL_AVERAGE_PIXELS = 100_000

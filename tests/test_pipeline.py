@@ -170,6 +170,12 @@ def test_files_are_computed_whole_but_the_last_ones(campaign, client, tmp_path):
                      options=Options(chunk_bytes=CHUNK_BYTES), progress=False)
     assert set(ds.status.values) == {"ok"}
     assert not any(key_split(task["key"]) in ("statistics", "fit") for task in stream.data)
+    # unless its statistics would take more memory than allowed
+    with get_task_stream(client) as stream:
+        process([large, *campaign[:2]], tmp_path / "bounded.zarr", client=client,
+                options=Options(chunk_bytes=CHUNK_BYTES, whole_file_memory=100_000),
+                progress=False)
+    assert sum(key_split(task["key"]) == "fit" for task in stream.data) == 1
 
 
 def test_csv_one_row_per_image_and_amplifier(processed):
