@@ -223,20 +223,25 @@ def plot(results, directory):
     sizes = sorted(results["pipeline"])
     by_size.plot(sizes, [results["pipeline"][s] for s in sizes], "o-",
                  label="skipperdask, 2 workers")
+    by_size.plot(sizes, [results["one_worker"][s] for s in sizes], "o--",
+                 label="skipperdask, 1 worker")
     by_size.axhline(results["read_warm"], color="grey", ls="--", label="read limit (warm)")
     if results.get("read_cold"):
         by_size.axhline(results["read_cold"], color="grey", ls=":", label="read limit (cold)")
     by_size.axhline(2.0, color="red", lw=0.8, label="target 2 GB/s")
     by_size.plot([results["naive_size"]], [results["naive"]], "s", label="naive numpy, serial")
     by_size.set(xlabel="raw image size (MB)", ylabel="GB/s of raw input", xscale="log",
-                title="Throughput against image size")
+                title="Throughput against image size (3 GB per size)", ylim=(0, None))
+    by_size.set_xticks(sizes, [f"{s:g}" for s in sizes])
+    by_size.minorticks_off()
     by_size.legend(fontsize=8)
     workers = sorted(results["scaling"])
     by_workers.plot(workers, [results["scaling"][w] for w in workers], "o-", label="measured")
     base = results["scaling"][workers[0]]
     by_workers.plot(workers, [base * w / workers[0] for w in workers], "k:", label="linear")
     by_workers.set(xlabel="worker processes (1 thread each)", ylabel="GB/s of raw input",
-                   xticks=workers, title="Throughput against worker count")
+                   xticks=workers, ylim=(0, None),
+                   title="Throughput against worker count (9 GB, one run)")
     by_workers.legend(fontsize=8)
     path = pathlib.Path(directory) / "performance.png"
     figure.savefig(path, dpi=100)
@@ -340,7 +345,7 @@ def main(argv=None):
                       f"{min(large):g} MB: {rate:.2f} GB/s, {rate / results['read_cold']:.2f} "
                       f"of the cold read limit")
         # ---- 1 worker: the same runs -------------------------------------------------
-        one_worker = {}
+        one_worker = results["one_worker"] = {}
         with cluster(1) as client:
             warm_up(client, small[0], catalogue)
             for size, paths in large.items():
