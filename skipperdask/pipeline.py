@@ -8,8 +8,9 @@ file larger than one chunk comes back as its layout instead when it is among the
 files of the campaign (as many as worker threads: whole files would leave workers idle
 at the end) or when its statistics would need more than ``whole_file_memory``; it fans
 out into ``statistics-…`` tasks, one per row chunk of each amplifier, spread over the
-workers, and one ``fit-…`` task that combines them and fits. Results reach the client as they finish and are committed to the
-catalogue in batches; a file that fails becomes a catalogue entry holding its error.
+workers, and one ``fit-…`` task that combines them and fits. Results reach the client as
+they finish and are committed to the catalogue in batches; a file that fails becomes a
+catalogue entry holding its error.
 """
 
 import dataclasses
