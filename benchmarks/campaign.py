@@ -45,7 +45,9 @@ from skipperdask.simulate import Truth, write_image  # noqa: E402
 
 MB = 1_000_000
 NCOLS, NSKIPS = 500, 100  # a large raw image: rows of 500 pixels × 100 samples, uint32
-READ_BLOCK = 64 * 2**20
+#: the read limit's buffer: 1 MiB stays in the processor's cache, the fastest plain read
+#: measured here (page cache: 25 GB/s, against 14 with 64 MiB and 28 with cat)
+READ_BLOCK = 2**20
 
 
 def large_truth(size_mb, seed, nskips=NSKIPS):
