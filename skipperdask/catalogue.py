@@ -252,9 +252,11 @@ def _combine(blocks):
             for dim in full_dims[1:]:
                 if dim in dims:
                     index.append(where[dim])
-                else:  # a primary header keyword that other images have per amplifier
+                else:  # a primary header keyword that other images have per amplifier:
+                    # it applies to the image's own amplifiers (to all when it has none,
+                    # a file that failed before they were read)
                     values = np.expand_dims(values, axis=len(index))
-                    index.append(slice(None))
+                    index.append(where[dim] if block.labels.get(dim) else slice(None))
             arrays[name][_outer(index, arrays[name].shape)] = values
         start += block.nimages
 

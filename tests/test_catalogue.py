@@ -280,6 +280,22 @@ def test_numeric_header_keywords_are_variables(store):
         assert ds.header_size.attrs["header_keyword"] == "size"
 
 
+def test_primary_keyword_applies_to_the_images_own_amplifiers(tmp_path):
+    """A keyword in a primary header only, that other images have per amplifier, fills the
+    image's own amplifiers, whether the images are committed together or one by one."""
+    per_amp = record("/d/a.fits", amps=("CCD_A", "CCD_B"), header={},
+                     amp_headers={"CCD_A": {"OGH": 1.5}, "CCD_B": {"OGH": 2.5}})
+    primary = record("/d/b.fits", amps=("0",), seed=2, header={"OGH": 7.0})
+    together = Catalogue(str(tmp_path / "together.zarr")).add([per_amp, primary])
+    apart = Catalogue(str(tmp_path / "apart.zarr"))
+    apart.add([primary])
+    apart = apart.add([per_amp])
+    for ds in (together, apart):
+        assert ds.OGH.dims == ("image", "amp") and list(ds.amp.values) == ["0", "CCD_A", "CCD_B"]
+        np.testing.assert_array_equal(image(ds, "/d/b.fits").OGH.values, [7.0, np.nan, np.nan])
+        np.testing.assert_array_equal(image(ds, "/d/a.fits").OGH.values, [np.nan, 1.5, 2.5])
+
+
 def parse_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
