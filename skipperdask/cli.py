@@ -52,7 +52,9 @@ def _add_metric_options(parser, chunks=True):
                        "rows; default: none)")
     if chunks:
         group.add_argument("--chunk-bytes", metavar="SIZE",
-                           help="stored pixels one statistics task reads (default: 64MiB)")
+                           help="stored pixels one statistics task reads when a file is split "
+                           "over the workers (default: 64MiB; most files of a campaign are one "
+                           "task each, see skipperdask.whole-file-memory)")
 
 
 def _add_run(subparsers):
