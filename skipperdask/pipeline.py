@@ -281,7 +281,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     # and left the other workers idle), and they fan out once every other file is submitted.
     split = max(len(todo) - threads, 0)
     queue = deque(todo[:split])
-    layouts = deque()  # (path, layout) of the last files, waiting for their fan-out
+    last = set(todo[split:])
+    waiting = deque()  # (path, layout) of the last files, until every other is submitted
     # results travel with their completion, gathered concurrently, not one round trip each
     futures = as_completed(with_results=True, raise_errors=False)
     path_of = {}  # future key -> its file
@@ -297,9 +298,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         if queue:
             path = queue.popleft()
             submit(path, image_task, path, options, True)
-        while layouts and not queue:
-            path, layout = layouts.popleft()
-            submit(path, *_fan_out(client, layout, options), stage="fit")
+
+    def fan_out(path, layout):
+        submit(path, *_fan_out(client, layout, options), stage="fit")
 
     try:
         for path in todo[split:]:
@@ -318,9 +319,14 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                     summary.bytes += result.size
                 else:
                     summary.failed += 1
-            else:
-                layouts.append((path, result))
-            submit_next()
+                if path not in last:  # the last files came on top of the window
+                    submit_next()
+            elif path in last:
+                waiting.append((path, result))
+            else:  # statistics too large for one worker: the file is still in flight
+                fan_out(path, result)
+            while waiting and not queue:
+                fan_out(*waiting.popleft())
             summary.seconds = time.perf_counter() - start
             bar.update(summary)
     finally:

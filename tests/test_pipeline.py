@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,6 +177,27 @@ def test_files_are_computed_whole_but_the_last_ones(campaign, client, tmp_path):
                 options=Options(chunk_bytes=CHUNK_BYTES, whole_file_memory=100_000),
                 progress=False)
     assert sum(key_split(task["key"]) == "fit" for task in stream.data) == 1
+
+
+def test_files_too_large_for_one_worker_fan_out_in_turn(campaign, client, tmp_path):
+    """A file whose statistics exceed whole-file-memory fans out at once, within the window
+    of files in flight, not at the end with the last files."""
+    large = campaign[-1]
+    copies = []
+    for name in ("L1.fits", "L2.fits"):
+        copies.append(str(tmp_path / name))
+        shutil.copy(large, copies[-1])
+    with get_task_stream(client) as stream:
+        ds = process([*copies, *campaign[:2]], tmp_path / "turns.zarr", client=client,
+                     options=Options(chunk_bytes=CHUNK_BYTES, whole_file_memory=100_000),
+                     window=1, progress=False)
+    assert set(ds.status.values) == {"ok"} and ds.sizes["image"] == 4
+    starts = {stage: sorted(s["start"] for task in stream.data
+                            if key_split(task["key"]) == stage
+                            for s in task["startstops"] if s["action"] == "compute")
+              for stage in ("image", "fit")}
+    # one file in flight: L1's fit comes before L2's image task, the last image task
+    assert starts["fit"][0] < starts["image"][-1]
 
 
 def test_csv_one_row_per_image_and_amplifier(processed):
