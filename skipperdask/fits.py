@@ -22,7 +22,8 @@ minimum is also the fit-quality figure: ``chi2_reduced`` = deviance / degrees of
 2. **Gain.** The zero-peak Gaussian is subtracted and the residual smoothed with a kernel of
    width σ; its most prominent peaks above x0 + 1.5σ give candidate gains (peak - x0), the
    most significant first. Candidates are fitted (step 3) in turn until one passes the
-   quality test (step 4); when none does, the fit of lowest χ² goes on to step 4.
+   quality test (step 4) with resolved peaks (step 5); when none does, every candidate is
+   fitted and the fit of lowest χ² goes on to step 4.
 3. **Fit window (replaces the seed's "median ± 3 MAD, at least 200 ADU").** A fixed 200-ADU
    width holds tracks when g is 2 ADU and misses the first peak when g is 300 ADU; ±3 MAD is
    the zero peak's width when λ is small. The window is therefore built from the estimates:
@@ -956,10 +957,12 @@ def fit_gauss_poisson(values, *, bin_width=1.0, method="auto"):
     for gain in candidates:
         poisson.append(_poisson_or_start(values, bin_width, zero, gain, lam))
         fit, ok = poisson[-1]
-        if ok and _acceptable(fit):
-            # Poisson heights that describe the data are unique: a fraction or a multiple
-            # of the gain would put pixels in empty peaks
-            return _check_resolution(fit)
+        if ok and _acceptable(fit) and "gain" not in _check_resolution(fit).reasons:
+            # Poisson heights that describe the data with resolved peaks are unique: a
+            # fraction or a multiple of the gain would put pixels in empty peaks. (An
+            # acceptable fit without them, λ near 0 on a narrow window say, is weighed
+            # against the other candidates, as below.)
+            return fit
     converged = [fit for fit, ok in poisson if ok]
     if not any(_acceptable(fit) for fit in converged):
         # at σ/g ≳ 0.3 the one-electron peak is a shoulder of the zero peak: the residual's
