@@ -134,10 +134,7 @@ def _entropy_slope(analysis):
         _missing(analysis, "aveImgS", "no finite pixel")
     else:
         # 1-ADU bins from the image's minimum, every value its own bin
-        bins = np.floor(average.values - average.min)
-        starts = np.r_[0, np.flatnonzero(np.diff(bins)) + 1]
-        histogram = Histogram(bins[starts].astype(np.int64),
-                              np.add.reduceat(average.counts, starts))
+        histogram = Histogram.of_value_counts(average, origin=average.min)
         analysis.values["aveImgS"] = histogram.entropy()
     nsamples = min(stats.plan.nskips, config.get("max-entropy-samples", 30))
     analysis.entropies = np.array([h.entropy() for h in stats.histograms[:nsamples]])

@@ -45,6 +45,16 @@ STATISTICS_BYTES_PER_PIXEL = 60
 PARTIAL_AVERAGE_PIXELS = 100_000
 
 
+def _summed(values, counts):
+    """The distinct values, increasing, and the total count of each: what merging the
+    counts of several histograms or distributions comes to."""
+    order = np.argsort(values, kind="stable")
+    values, counts = values[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    summed = np.add.reduceat(counts, starts) if counts.size else counts
+    return values[starts], summed.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Histogram:
     """A sparse histogram with 1-ADU bins: bin ``[v, v + 1)`` holds ``counts[i]`` values.
@@ -63,11 +73,14 @@ class Histogram:
     @classmethod
     def merge(cls, histograms):
         """The histogram of the union of the pixels of several histograms."""
-        values = np.concatenate([h.values for h in histograms])
-        counts = np.concatenate([h.counts for h in histograms])
-        unique, inverse = np.unique(values, return_inverse=True)
-        merged = np.bincount(inverse, weights=counts, minlength=unique.size)
-        return cls(unique, merged.astype(np.int64))
+        return cls(*_summed(np.concatenate([h.values for h in histograms]),
+                            np.concatenate([h.counts for h in histograms])))
+
+    @classmethod
+    def of_value_counts(cls, distribution, origin=0.0):
+        """The 1-ADU histogram (bins ``[floor(v - origin), …)``) of a :class:`ValueCounts`."""
+        bins = np.floor(distribution.values - origin).astype(np.int64)
+        return cls(*_summed(bins, distribution.counts))
 
     @classmethod
     def of_values(cls, values):
@@ -130,12 +143,8 @@ class ValueCounts:
     @classmethod
     def merge(cls, distributions):
         """The distribution of the union of the pixels of several distributions."""
-        values = np.concatenate([d.values for d in distributions])
-        counts = np.concatenate([d.counts for d in distributions])
-        order = np.argsort(values, kind="stable")
-        values, counts = values[order], counts[order]
-        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
-        return cls(values[starts], np.add.reduceat(counts, starts) if counts.size else counts)
+        return cls(*_summed(np.concatenate([d.values for d in distributions]),
+                            np.concatenate([d.counts for d in distributions])))
 
     @property
     def size(self):
@@ -641,25 +650,14 @@ def _swap32(words):
                     | ((x & 0xFF) << 24))
 
 
-@numba.njit(cache=True, nogil=True)
-def _swap64(words):
-    for i in range(words.size):
-        x = words[i]
-        low = np.uint32(x & 0xFFFFFFFF)
-        high = np.uint32(x >> 32)
-        low = (((low >> 24) & 0xFF) | ((low >> 8) & 0xFF00) | ((low & 0xFF00) << 8)
-               | ((low & 0xFF) << 24))
-        high = (((high >> 24) & 0xFF) | ((high >> 8) & 0xFF00) | ((high & 0xFF00) << 8)
-                | ((high & 0xFF) << 24))
-        words[i] = (np.uint64(low) << 32) | np.uint64(high)
-
-
-_SWAPS = {2: (_swap16, np.uint16), 4: (_swap32, np.uint32), 8: (_swap64, np.uint64)}
+#: the raw images' types (16- and 32-bit integers, float32); others use ndarray.byteswap
+_SWAPS = {2: (_swap16, np.uint16), 4: (_swap32, np.uint32)}
 
 
 def _byteswap_inplace(raw):
-    """``raw`` (a contiguous array of foreign byte order) as native values, swapped in place:
-    a vectorised loop, 7 times faster than ``ndarray.byteswap`` (FITS is big-endian)."""
+    """``raw`` (an array of foreign byte order) as native values, swapped in place: for
+    2- and 4-byte values a vectorised loop, 7 times faster than ``ndarray.byteswap``
+    (FITS is big-endian)."""
     native = raw.dtype.newbyteorder("=")
     if raw.dtype.itemsize not in _SWAPS or not raw.flags.c_contiguous:
         return raw.byteswap(inplace=True).view(native)
