@@ -12,7 +12,9 @@ import dask
 import numpy as np
 import xarray as xr
 
-from . import config, fits
+from . import config, fitting
+from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS
+from .mask import cluster_mask as mask_clusters
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
 
 #: metrics with a one-sigma uncertainty ``<name>_err``
@@ -20,20 +22,52 @@ FITTED = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "res
 #: metrics that can be missing, each with a ``<name>_reason`` variable
 REASONED = (
     "aveImgS", "dSdskip", "imgNoise", "skNoise", "darkCurrent", "aduConversion", "pedestal",
-    "resolution", "fitChi2", "pixVar", "clustVar", "tailRatio",
+    "resolution", "fitChi2", "pixVar", "clustVar", "tailRatio", "maskedFraction", "clusters",
+    "hotColumns",
 )
 #: the float variables over ``amp``, in catalogue order
 METRICS = (
     "aveImgS", "dSdskip", "dSdskip_err", "imgNoise", "skNoise", "skNoise_err", "darkCurrent",
     "darkCurrent_err", "aduConversion", "aduConversion_err", "pedestal", "pedestal_err",
     "resolution", "resolution_err", "fitChi2", "pixVar", "clustVar", "tailRatio",
+    "maskedFraction", "clusters", "hotColumns",
 )
 UNITS = {
     "aveImgS": "nats", "dSdskip": "milli-nats per sample", "imgNoise": "ADU", "skNoise": "ADU",
     "darkCurrent": "e-/pixel", "aduConversion": "ADU/e-", "pedestal": "ADU", "resolution": "e-",
     "pixVar": "ADU^2", "clustVar": "ADU^2", "tailRatio": "1", "fitChi2": "1",
-    "noise_vs_n": "ADU",
+    "noise_vs_n": "ADU", "maskedFraction": "1", "clusters": "1", "hotColumns": "1",
 }
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Settings of the average image's fit and of its cluster mask (``skipperdask.yaml``).
+
+    Attributes
+    ----------
+    acceptance : skipperdask.fitting.likelihood.Acceptance
+        The fit's acceptance test (:mod:`skipperdask.fitting.gauss_poisson`).
+    mask_seed_electrons, mask_halo, mask_hot_threshold
+        The cluster mask's rule (:mod:`skipperdask.mask`).
+    """
+
+    acceptance: fitting.Acceptance = fitting.Acceptance()
+    mask_seed_electrons: int = SEED_ELECTRONS
+    mask_halo: int = HALO
+    mask_hot_threshold: float = HOT_THRESHOLD
+
+    @classmethod
+    def from_config(cls):
+        """The settings in ``dask.config`` (``skipperdask.fit-*``, ``mask-*``)."""
+        return cls(
+            acceptance=fitting.Acceptance(
+                z=float(config.get("fit-acceptance", cls.acceptance.z)),
+                tolerance=float(config.get("fit-chi2-tolerance", cls.acceptance.tolerance))),
+            mask_seed_electrons=int(config.get("mask-seed-electrons", cls.mask_seed_electrons)),
+            mask_halo=int(config.get("mask-halo", cls.mask_halo)),
+            mask_hot_threshold=float(config.get("mask-hot-threshold", cls.mask_hot_threshold)),
+        )
 
 
 @dataclass
@@ -45,10 +79,11 @@ class AmpAnalysis:
 
     statistics: ImageStatistics
     entropies: np.ndarray = None  # of single-sample images 0 … n-1
-    entropy_line: object = None  # fits.LineFit of entropies against sample index
-    sample_noise_fits: list = field(default_factory=list)  # fits.GaussianFit per sample
-    noise_fits: list = field(default_factory=list)  # fits.GaussianFit per partial average
-    peaks_fit: object = None  # fits.GaussPoissonFit of the average image
+    entropy_line: object = None  # fitting.LineFit of entropies against sample index
+    sample_noise_fits: list = field(default_factory=list)  # fitting.GaussianFit per sample
+    noise_fits: list = field(default_factory=list)  # fitting.GaussianFit per partial average
+    peaks_fit: object = None  # fitting.GaussPoissonFit of the average image
+    mask: object = None  # mask.ClusterMask of the pixels left out of that fit, or None
     values: dict = field(default_factory=dict)
     reasons: dict = field(default_factory=dict)
 
@@ -123,7 +158,7 @@ def _fit_windows(windows):
     for row, (window_counts, window_edges) in enumerate(windows):
         counts[row, :window_counts.size] = window_counts
         edges[row, :window_edges.size] = window_edges
-    return fits.fit_gaussians(counts, edges, mask)
+    return fitting.fit_gaussians(counts, edges, mask)
 
 
 def _entropy_slope(analysis):
@@ -141,7 +176,7 @@ def _entropy_slope(analysis):
     if stats.plan.nskips == 1:
         _missing(analysis, "dSdskip", "nskips = 1: no single samples", with_error=True)
         return
-    line = fits.fit_line(np.arange(nsamples, dtype=float), analysis.entropies)
+    line = fitting.fit_line(np.arange(nsamples, dtype=float), analysis.entropies)
     analysis.entropy_line = line
     if line.reason:
         _missing(analysis, "dSdskip", line.reason, with_error=True)
@@ -154,7 +189,7 @@ def _noise_against_samples(analysis):
     """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips: the width of
     the zero-electron peak of each partial average.
 
-    The first and the last are found from scratch (:func:`skipperdask.fits.fit_zero_peak`);
+    The first and the last are found from scratch (:func:`skipperdask.fitting.fit_zero_peak`);
     the others share their zero-electron level and have a width between theirs, so their
     windows (x0 - 4σ … x0 + 1σ, σ interpolated geometrically in n) are fitted all at once.
     """
@@ -163,13 +198,13 @@ def _noise_against_samples(analysis):
     ends = {}
     for level in {0, len(levels) - 1}:
         values = ValueCounts.of_values(stats.partial_averages[level])
-        bin_width = _fine_bin_width(fits.zero_peak_width(values), levels[level],
+        bin_width = _fine_bin_width(fitting.zero_peak_width(values), levels[level],
                                     stats.integer_valued)
-        ends[level] = fits.fit_zero_peak(values, bin_width=bin_width)
+        ends[level] = fitting.fit_zero_peak(values, bin_width=bin_width)
     first, last = ends[0], ends[len(levels) - 1]
     middle = range(1, len(levels) - 1)
     if first.reason or last.reason or not middle:
-        middle_fits = [fits.fit_zero_peak(stats.partial_averages[level].ravel(),
+        middle_fits = [fitting.fit_zero_peak(stats.partial_averages[level].ravel(),
                                           bin_width=_fine_bin_width(np.nan, levels[level],
                                                                     stats.integer_valued))
                        for level in middle]
@@ -181,7 +216,7 @@ def _noise_against_samples(analysis):
             x0 = first.mu + (last.mu - first.mu) * fraction
             width = _fine_bin_width(sigma, levels[level], stats.integer_valued)
             values = stats.partial_averages[level].ravel()
-            windows.append(fits.histogram(values, x0 - 4 * sigma, x0 + sigma, width))
+            windows.append(fitting.histogram(values, x0 - 4 * sigma, x0 + sigma, width))
         middle_fits = _fit_windows(windows)
     analysis.noise_fits.extend([first, *middle_fits, last][: len(levels)])
 
@@ -198,12 +233,19 @@ def _fine_bin_width(sigma, nsamples, integer_valued):
     return float(width)
 
 
-def _average_image_fit(analysis, bin_width):
-    """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio."""
+def _average_image_fit(analysis, bin_width, settings):
+    """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio and the
+    cluster mask they are fitted outside of."""
     values = analysis.statistics.average_values
     if bin_width == "auto":
         bin_width = _peaks_bin_width(analysis, values)
-    fit = fits.fit_gauss_poisson(values, bin_width=bin_width)
+    fit = fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance)
+    fit = _masked_fit(analysis, fit, bin_width, settings)
+    if "sigma" in fit.reasons and fit.reasons["sigma"].startswith("model does not"):
+        drift = _baseline_drift(analysis)
+        if drift:
+            fit = fitting.model.without(fit, f"{fit.reasons['sigma']}; {drift}",
+                                        ("sigma", "gain", "lam"))
     analysis.peaks_fit = fit
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
                             ("aduConversion", "gain"), ("pedestal", "x0")):
@@ -228,17 +270,90 @@ def _average_image_fit(analysis, bin_width):
     else:
         _missing(analysis, "resolution", analysis.reasons.get("aduConversion")
                  or analysis.reasons.get("skNoise", ""), with_error=True)
-    ratio, reason = fits.tail_ratio(fit, values)
+    # every pixel counts for the tail ratio, clusters included: that is what it flags
+    ratio, reason = fitting.tail_ratio(fit, values)
     if reason:
         _missing(analysis, "tailRatio", reason)
     else:
         analysis.values["tailRatio"] = float(ratio)
 
 
+#: fits with a new cluster mask, at most: the mask's thresholds follow the fitted λ
+MASK_ITERATIONS = 3
+
+
+def _masked_fit(analysis, fit, bin_width, settings):
+    """The fit of the pixels outside clusters (:mod:`skipperdask.mask`), the mask following
+    the fit's estimate of x0, σ, g and λ until it no longer changes; the mask's figures go
+    into the analysis."""
+    average = analysis.statistics.average
+    values = analysis.statistics.average_values
+    mask = None
+    for _ in range(MASK_ITERATIONS):
+        x0, sigma, gain, lam = fit.estimate
+        if not (np.all(np.isfinite(fit.estimate)) and gain > 0
+                and sigma / gain < fitting.model.RESOLUTION_LIMIT):
+            break  # no electrons to threshold in: the fit stands on every pixel
+        new = mask_clusters(average, x0=x0, gain=gain, lam=lam, sigma=sigma,
+                            seed_electrons=settings.mask_seed_electrons,
+                            halo=settings.mask_halo, hot_threshold=settings.mask_hot_threshold)
+        unchanged = mask is not None and np.array_equal(new.masked, mask.masked)
+        mask = new
+        if unchanged or not mask.masked.any():
+            break
+        if mask.fraction < 0.5:  # the distribution less the few masked pixels: no sort
+            kept = values.without(average[mask.masked])
+        else:
+            kept = ValueCounts.of_values(average[~mask.masked])
+        fit = fitting.fit_gauss_poisson(kept, bin_width=bin_width,
+                                        acceptance=settings.acceptance)
+    analysis.mask = mask
+    if mask is None:
+        reason = "no first fit with resolved peaks to find clusters with"
+        for name in ("maskedFraction", "clusters", "hotColumns"):
+            _missing(analysis, name, reason)
+    else:
+        analysis.values["maskedFraction"] = mask.fraction
+        analysis.values["clusters"] = float(mask.clusters)
+        analysis.values["hotColumns"] = float(mask.hot_columns.size)
+    return fit
+
+
+#: a drift is reported when the rows' (columns') mean levels spread by more than this
+#: fraction of the noise beyond what the pixels' scatter explains
+DRIFT_NOISE_FRACTION = 0.2
+
+
+def _baseline_drift(analysis):
+    """Why a rejected fit may have failed: "" or the baseline's drift along rows or columns,
+    from the spread of their mean levels outside clusters beyond their own scatter."""
+    average = analysis.statistics.average
+    mask = analysis.mask
+    sigma = fitting.zero_peak_width(analysis.statistics.average_values)
+    if average.shape[0] < 3 or average.shape[1] < 3 or not sigma > 0:
+        return ""
+    kept = np.isfinite(average) & (True if mask is None else ~mask.masked)
+    found = []
+    for axis, along in ((1, "rows"), (0, "columns")):
+        count = kept.sum(axis=axis)
+        use = count > 1
+        values = np.where(kept, average, 0.0)
+        mean = values.sum(axis=axis)[use] / count[use]
+        square = (values**2).sum(axis=axis)[use] / count[use]
+        scatter = np.mean((square - mean**2) / (count[use] - 1))
+        excess = np.var(mean) - scatter
+        if excess > (DRIFT_NOISE_FRACTION * sigma) ** 2 and np.var(mean) > 4 * scatter:
+            found.append(f"the baseline drifts along {along} (their mean levels spread by "
+                         f"{np.sqrt(excess):.3g} ADU rms)")
+    if not found:
+        return ""
+    return " and ".join(found) + ": rerun with --baseline row-median"
+
+
 def _peaks_bin_width(analysis, values):
     """1 ADU (SPEC §2) unless the zero peak is narrower than 2 ADU: then finer bins (see
     :func:`_fine_bin_width`), so that σ spans several bins."""
-    sigma = fits.zero_peak_width(values)
+    sigma = fitting.zero_peak_width(values)
     if not sigma < 2.0:
         return 1.0
     stats = analysis.statistics
@@ -287,7 +402,7 @@ def _variances(analysis):
         analysis.values["clustVar"] = _median(stats.cluster_variance)
 
 
-def analyse(statistics, *, bin_width=None):
+def analyse(statistics, *, bin_width=None, fit_settings=None):
     """All the measurements of one amplifier image from its statistics.
 
     Parameters
@@ -298,6 +413,8 @@ def analyse(statistics, *, bin_width=None):
         Bin width (ADU) of the average image's histogram for the peaks fit; default
         ``skipperdask.peaks-bin-width`` ("auto": 1 ADU unless the averaged noise is
         below 1 ADU).
+    fit_settings : FitSettings, optional
+        Default: from ``dask.config``.
 
     Returns
     -------
@@ -305,11 +422,13 @@ def analyse(statistics, *, bin_width=None):
     """
     if bin_width is None:
         bin_width = config.get("peaks-bin-width", "auto")
+    if fit_settings is None:
+        fit_settings = FitSettings.from_config()
     analysis = AmpAnalysis(statistics)
     _entropy_slope(analysis)
     _noise_against_samples(analysis)
     _single_sample_noise(analysis)
-    _average_image_fit(analysis, bin_width)
+    _average_image_fit(analysis, bin_width, fit_settings)
     _variances(analysis)
     return analysis
 

@@ -129,7 +129,7 @@ def image_task(path, options, whole=True):
     statistics = []
     for amp in layout.amps:
         plan = options.plan(amp, layout.polarity)
-        statistics.append(read_chunk_statistics(amp, 0, amp.nrows, plan, keep_average=False))
+        statistics.append(read_chunk_statistics(amp, 0, amp.nrows, plan))
     return _record(layout, _metrics(layout, statistics, options), time.perf_counter() - start)
 
 
@@ -421,7 +421,7 @@ def _fan_out(client, layout, options):
     for amp in layout.amps:
         plan = options.plan(amp, layout.polarity)
         parts_per_amp.append([
-            client.submit(read_chunk_statistics, amp, start, stop, plan, keep_average=False,
+            client.submit(read_chunk_statistics, amp, start, stop, plan,
                           key=f"statistics-{uuid.uuid4().hex}")
             for start, stop in options.row_chunks(amp, plan)
         ])

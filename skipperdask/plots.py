@@ -288,7 +288,7 @@ def _fitted_histogram(analysis):
 
 def _bin_model(params, edges):
     """Counts per bin of the Gaussian-smeared Poisson of ``params``, every peak in ``edges``."""
-    from .fits import gauss_poisson_counts
+    from .fitting import gauss_poisson_counts
 
     kmax = max(9, int(np.ceil((edges[-1] - params["x0"]) / params["gain"])) + 2)
     return gauss_poisson_counts(edges, params["n"], params["x0"], params["sigma"],

@@ -178,6 +178,29 @@ class ValueCounts:
         start = np.searchsorted(self.values, x, side="right")
         return ValueCounts(self.values[start:], self.counts[start:])
 
+    def between(self, lo, hi):
+        """The distribution of the values in ``[lo, hi]``."""
+        start = np.searchsorted(self.values, lo, side="left")
+        stop = np.searchsorted(self.values, hi, side="right")
+        return ValueCounts(self.values[start:stop], self.counts[start:stop])
+
+    def mean(self):
+        """Mean of the pixel values."""
+        return float(self.values @ self.counts) / self.size
+
+    def variance(self):
+        """Variance (ddof = 0) of the pixel values."""
+        mean = self.mean()
+        return float(((self.values - mean) ** 2) @ self.counts) / self.size
+
+    def without(self, values):
+        """The distribution less the pixels of ``values`` (an array of values it holds)."""
+        removed = ValueCounts.of_values(values)
+        counts = self.counts.copy()
+        counts[np.searchsorted(self.values, removed.values)] -= removed.counts
+        kept = counts > 0
+        return ValueCounts(self.values[kept], counts[kept])
+
     def order_statistics(self, ranks):
         """The values of rank ``ranks`` (0 the lowest) of the sorted pixel values."""
         index = np.searchsorted(self._cumulative[1:], np.asarray(ranks), side="right")
@@ -289,8 +312,8 @@ class ImageStatistics:
     ----------
     plan : StatisticsPlan
     row_start, row_stop : int
-    average : ndarray (rows, ncols), or None
-        Mean over samples (None when the campaign did not keep it: see ``average_values``).
+    average : ndarray (rows, ncols)
+        Mean over samples: the cluster mask is found on it (1/nskips of the raw data).
     average_values : ValueCounts
         The distinct values of ``average`` and their counts: all that the fits need of it.
     partial_averages : ndarray (len(plan.levels), sampled rows, ncols)
@@ -331,8 +354,7 @@ class ImageStatistics:
             plan=parts[0].plan,
             row_start=parts[0].row_start,
             row_stop=parts[-1].row_stop,
-            average=(None if any(p.average is None for p in parts)
-                     else np.concatenate([p.average for p in parts])),
+            average=np.concatenate([p.average for p in parts]),
             average_values=ValueCounts.merge([p.average_values for p in parts]),
             partial_averages=np.concatenate([p.partial_averages for p in parts], axis=1),
             pixel_variance=np.concatenate([p.pixel_variance for p in parts]),
@@ -589,10 +611,9 @@ class _ChunkPass:
             self.tile_sum, self.tile_square, self.tile_first,
         )
 
-    def finish(self, sample_values, keep_average=True):
+    def finish(self, sample_values):
         """The chunk's statistics; ``sample_values(s)`` gives all values of single-sample
-        image ``s`` for the rare sample whose histogram outgrew the kernel's. Without
-        ``keep_average``, the average image is summarised by its ``average_values`` only."""
+        image ``s`` for the rare sample whose histogram outgrew the kernel's."""
         plan = self.plan
         histograms = []
         for s in range(plan.nhist):
@@ -618,7 +639,7 @@ class _ChunkPass:
         )
         return ImageStatistics(
             plan=plan, row_start=self.row_start, row_stop=self.row_stop,
-            average=self.average if keep_average else None,
+            average=self.average,
             average_values=ValueCounts.of_values(self.average), partial_averages=self.partial,
             pixel_variance=self.pixel_variance,
             histograms=histograms, cluster_variance=cluster_variance,
@@ -678,7 +699,7 @@ def _reusable_buffer(nbytes):
     return buffer
 
 
-def read_chunk_statistics(amp, row_start, row_stop, plan, *, keep_average=True):
+def read_chunk_statistics(amp, row_start, row_stop, plan):
     """Read rows ``row_start … row_stop - 1`` of one amplifier and compute their statistics.
 
     The file is opened inside the call; the rows are read block by block
@@ -690,9 +711,6 @@ def read_chunk_statistics(amp, row_start, row_stop, plan, *, keep_average=True):
     amp : skipperdask.reader.AmpLayout
     row_start, row_stop : int
     plan : StatisticsPlan
-    keep_average : bool
-        Keep the average image; without it only its distinct values (``average_values``),
-        which is all the fits need, go back to the caller.
     """
     if amp.compressed:  # astropy decompresses whole tiles: one block
         rows_per_block = row_stop - row_start
@@ -717,7 +735,7 @@ def read_chunk_statistics(amp, row_start, row_stop, plan, *, keep_average=True):
             for _, block in blocks()
         ])
 
-    return chunk.finish(sample_values, keep_average)
+    return chunk.finish(sample_values)
 
 
 def _read_block(amp, start, stop):

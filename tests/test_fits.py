@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from skipperdask.fits import (
+from skipperdask.fitting import (
     fit_gauss_poisson,
     fit_gaussian,
     fit_gaussians,
@@ -293,8 +293,10 @@ def test_fit_gaussians_equals_the_least_squares_reference():
         sparse = c.sum() < 50 * c.size
         assert np.array([fit.mu_err, fit.sigma_err, fit.amplitude_err]) == pytest.approx(
             errors, rel=0.1 if sparse else 0.05)
-        # one row alone gives the same
-        assert fit_gaussian(c, e).sigma == pytest.approx(fit.sigma, rel=1e-9)
+        # one row alone gives the same minimum, to the convergence tolerance (a stack and a
+        # row sum in different orders: never compare them to rounding)
+        alone = fit_gaussian(c, e)
+        assert abs(alone.sigma - fit.sigma) <= 1e-4 * fit.sigma_err
 
 
 def test_fit_gaussians_reasons_per_row():

@@ -1,0 +1,65 @@
+"""Free peak heights: the single-electron peaks when their heights are not Poisson.
+
+Real images are often not a single Poisson: the charge per pixel varies across the image
+(a source's illumination, clusters' diffused tails left outside the mask, a light leak), so
+the higher peaks hold more pixels than Pois(k; λ) says, while the peaks' positions and the
+zero peak's width, which are what the gain and the noise are, stay exact. The model keeps
+the peaks at x0 + g·k but gives each its own area a_k and a width growing with its charge,
+σ_k² = σ² + k·v (gain non-uniformity, seen in real detectors), every bin integrated:
+
+    counts_i = Σ_k a_k ∫_bin_i Normal(x; x0 + g·k, σ_k) dx
+
+λ is then the ratio of the one- to the zero-electron areas, a_1/a_0 = Pois(1; λ)/Pois(0; λ),
+what a dark-current analysis reads from the first two peaks. The derivatives are analytic
+(those of the bin-integrated Gaussians), so the fit costs as much as a Poisson-heights fit.
+"""
+
+import numpy as np
+
+from .likelihood import fit_binned_poisson, gaussian_bins
+
+
+def free_heights_counts(edges, params):
+    """Expected counts per bin and their derivatives (bins, parameters) for ``params`` =
+    (x0, σ, g, v, a_0, …, a_K) (module docstring)."""
+    x0, sigma, gain, variance = params[:4]
+    areas = np.asarray(params[4:])
+    k = np.arange(areas.size)
+    widths = np.sqrt(sigma**2 + k * variance)
+    peaks = np.stack([x0 + gain * k, widths, areas], axis=1)
+    counts, first, _ = gaussian_bins(np.broadcast_to(edges, (k.size, len(edges))), peaks)
+    d_mu, d_width = first[..., 0], first[..., 1]
+    derivatives = np.column_stack([
+        d_mu.sum(axis=0),
+        (d_width * (sigma / widths)[:, None]).sum(axis=0),
+        (d_mu * k[:, None]).sum(axis=0),
+        (d_width * (k / (2 * widths))[:, None]).sum(axis=0),
+        first[..., 2].T,
+    ])
+    return counts.sum(axis=0), derivatives
+
+
+def fit_free_heights(counts, edges, x0, sigma, gain, areas):
+    """Fit the free-heights model to a histogram from a start (the Poisson fit's values).
+
+    Parameters
+    ----------
+    counts, edges : ndarray
+        The histogram.
+    x0, sigma, gain : float
+        Starting zero peak, noise and gain.
+    areas : array_like
+        Starting area of each peak k = 0, 1, … (their number sets the model's).
+
+    Returns
+    -------
+    skipperdask.fitting.likelihood.PoissonFit
+        Parameters (x0, σ, g, v, a_0, …).
+    """
+    areas = np.maximum(np.asarray(areas, dtype=float), 1.0)
+    start = np.r_[x0, sigma, gain, 0.01 * sigma**2, areas]
+    nareas = areas.size
+    lower = np.r_[edges[0], 1e-3 * sigma, gain / 1.5, 0.0, np.zeros(nareas)]
+    upper = np.r_[edges[-1], 20 * sigma, gain * 1.5, gain**2, np.full(nareas, np.inf)]
+    return fit_binned_poisson(lambda p: free_heights_counts(edges, p), start, lower, upper,
+                              counts)

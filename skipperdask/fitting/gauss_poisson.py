@@ -1,0 +1,366 @@
+"""The Gaussian-smeared Poisson fit of an average image, right or missing, and the tail ratio.
+
+Everything here works in the frame where charge raises the value (the caller flips raw
+images) and on the values the caller chose (clusters masked: :mod:`skipperdask.mask`).
+:func:`fit_gauss_poisson` proceeds as a DAMIC-M analyst does by hand:
+
+1. **Noise and zero peak.** The spread of the lowest quantiles gives a first noise scale;
+   a Gaussian on the lower side of the lowest prominent peak gives x0 and σ
+   (:mod:`.starts`). At large λ that peak may be the one-electron peak: step 3 tries the
+   neighbouring peaks too.
+2. **Candidate gains** from the data: the peaks of the histogram less the zero peak (small
+   λ), the period of the peaks from the characteristic function (large λ, where the zero
+   peak is a shoulder), and the photon-transfer estimate (variance - σ²)/(mean - x0). When
+   none passes step 4, gains spread over 2.2σ … 7.5σ (a one-electron shoulder).
+3. **Fit.** For each gain, the phase of the characteristic function puts x0 on the peaks'
+   comb; x0 starts on the tooth nearest the zero-peak estimate and on its two neighbours;
+   λ starts at (mean - x0)/g. Each start is fitted by binned Poisson maximum likelihood
+   (:func:`.likelihood.fit_binned_poisson`, analytic derivatives) on a window from the
+   bottom of the data (so that a zero peak left out cannot go unnoticed) to the last peak
+   expected to hold ``POPULATED`` pixels plus max(3σ, g/2); the window follows the fitted λ.
+   The first fit that passes step 4 with resolved peaks is kept: a wrong gain or a wrong
+   tooth puts pixels where the data have none, or misses a populated peak.
+4. **Acceptance.** Pearson's χ² on bins grouped to ≥ 5 expected counts must lie within
+   z standard deviations of its mean (χ² ≤ ndof + z√(2 ndof)), or χ²ᵣ below a tolerance for
+   real detectors' small imperfections (:class:`.likelihood.Acceptance`); otherwise σ, g
+   and λ are missing: "model does not describe the data (reduced chi2 = …)". The
+   false-rejection rate of this test on correct simulations is measured by the test suite.
+5. **Resolution** (:func:`.model.check_resolution`): gain and λ need σ/g < 0.5 and ≥ 20
+   pixels in the one-electron peak; beyond σ/g = 0.5, σ is kept only while the charge is
+   negligible (then it is the zero peak's width, not that of merged peaks).
+6. **Fallback** (SPEC §2): when no fit converges at all, Gaussians on the peaks of a
+   smoothed histogram (:func:`.fallback.fit_peaks`), held to the same tests.
+
+Bins: ``bin_width`` (the caller's: 1 ADU, or finer for sub-ADU noise), widened by an odd
+factor to about σ/2 when the noise spans many bins (the fit costs per bin; odd factors keep
+the bin edges between the quantised values). Errors: the inverse Fisher information, scaled
+by max(1, χ²ᵣ).
+"""
+
+import dataclasses
+
+import numpy as np
+from scipy import optimize, stats
+
+from .fallback import fit_peaks
+from .free_heights import fit_free_heights
+from .likelihood import (
+    Acceptance,
+    GoodnessOfFit,
+    fit_binned_poisson,
+    goodness_of_fit,
+    histogram,
+    pdg_scale,
+)
+from .model import (
+    RESOLUTION_LIMIT,
+    GaussPoissonFit,
+    check_resolution,
+    counts_and_derivatives,
+    missing_fit,
+    populated,
+    without,
+)
+from .starts import (
+    NOT_RESOLVED_FEW,
+    check_values,
+    first_scale,
+    moment_gain,
+    peak_phase,
+    residual_gains,
+    spacing_gains,
+    zero_peak,
+)
+
+#: starting gains, in units of the zero peak's σ, when no other candidate is accepted
+SHOULDER_GAINS = np.array([2.2, 3.0, 4.0, 5.5, 7.5])
+NPARAMS = 5
+
+
+#: the acceptance test unless the caller gives one
+DEFAULT_ACCEPTANCE = Acceptance()
+
+
+def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, method="auto"):
+    """Fit the Gaussian-smeared Poisson to the values of an average image.
+
+    The procedure (starting values from the data, fit window, acceptance test, resolution,
+    fallback) is described in the module docstring.
+
+    Parameters
+    ----------
+    values : ValueCounts or array_like
+        Pixel values, in the frame where charge raises the value; non-finite values are left
+        out.
+    bin_width : float, optional
+        Bin width of the histogram, in ADU (see the module docstring).
+    acceptance : Acceptance, optional
+        The acceptance test.
+    method : {"auto", "fallback"}, optional
+        ``"fallback"`` skips the least-squares fit and uses :func:`fit_peaks` directly.
+
+    Returns
+    -------
+    GaussPoissonFit
+        Never raises for bad data: missing values are NaN with a reason in ``reasons``.
+    """
+    if method not in ("auto", "fallback"):
+        raise ValueError(f"method must be 'auto' or 'fallback', not {method!r}")
+    values, reasons, x0 = check_values(values)
+    if reasons:
+        return missing_fit(reasons, x0=x0)
+    if method == "fallback":
+        return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
+    lo, scale = first_scale(values, bin_width)
+    zero, reason, peak = zero_peak(values, bin_width)
+    if zero is None and reason.startswith("zero noise"):
+        return missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
+    sigma = zero.sigma if zero is not None else scale
+    search = _Search(values, bin_width, lo, scale, zero, sigma, acceptance)
+    gains, no_gain = _candidate_gains(values, bin_width, lo, zero, sigma)
+    found = search.first_accepted(gains)
+    if found is None and not search.fits and not no_gain.startswith(NOT_RESOLVED_FEW):
+        # no candidate from the data converged: a one-electron shoulder of the zero peak
+        found = search.first_accepted(sigma * SHOULDER_GAINS)
+    if found is None and search.fits:
+        found = _free_heights(min(search.fits, key=_excess), acceptance)
+    if found is not None:
+        return _estimated(found, found)
+    if not search.fits:
+        if zero is not None and (no_gain or not gains):
+            # nothing but the zero peak: its width is the noise
+            return missing_fit({"gain": no_gain, "lam": no_gain}, x0=zero.x0, sigma=zero.sigma,
+                               x0_err=zero.x0_err, sigma_err=zero.sigma_err)
+        return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
+    best = min(search.fits, key=_excess)
+    reason = (f"model does not describe the data (reduced chi2 = {best.chi2_reduced:.3g}, "
+              f"{best.ndof} degrees of freedom)")
+    rejected = without(best, reason, ("sigma", "gain", "lam"))
+    if zero is None:
+        return _estimated(without(rejected, reason, ("x0",)), best)
+    return _estimated(dataclasses.replace(rejected, x0=zero.x0, x0_err=zero.x0_err), best)
+
+
+def _free_heights(poisson, acceptance):
+    """The free-heights fit (:mod:`.free_heights`) from a rejected Poisson-heights fit with
+    resolved peaks, if it passes the acceptance test with resolved peaks; else None.
+
+    λ = a_1/a_0; the one-electron area must stand 5 standard errors above 0 (free heights
+    at a fraction of the true gain, with empty peaks between, would fit as well).
+    """
+    if not poisson.sigma / poisson.gain < RESOLUTION_LIMIT:
+        return None
+    k = np.arange(int((poisson.edges[-1] - poisson.x0) / poisson.gain) + 1)
+    if k.size < 2:
+        return None
+    areas = poisson.n * stats.poisson.pmf(k, poisson.lam)
+    fit = fit_free_heights(poisson.counts, poisson.edges, poisson.x0, poisson.sigma,
+                           poisson.gain, areas)
+    if not fit.converged:
+        return None
+    test = goodness_of_fit(poisson.counts, fit.model, fit.params.size)
+    if not test.passes(acceptance):
+        return None
+    cov = fit.cov * pdg_scale(test.chi2_reduced)
+    (x0, sigma, gain), (a0, a1) = fit.params[:3], fit.params[4:6]
+    errors = np.sqrt(np.diag(cov))
+    if not (a0 > 0 and a1 > 5 * errors[5]):
+        return None
+    lam = a1 / a0
+    lam_err = lam * np.sqrt(cov[4, 4] / a0**2 + cov[5, 5] / a1**2 - 2 * cov[4, 5] / (a0 * a1))
+    result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[4:].sum(), *errors[:3], lam_err,
+                             test.chi2_reduced, test.ndof, "free-heights", poisson.edges,
+                             poisson.counts, {})
+    return check_resolution(result)
+
+
+def _estimated(fit, source):
+    """``fit`` with the estimate of ``source`` (the parameters before any were dropped)."""
+    return dataclasses.replace(fit, estimate=(source.x0, source.sigma, source.gain, source.lam))
+
+
+def goodness(fit):
+    """The goodness-of-fit test of a fit, from its χ²ᵣ and degrees of freedom."""
+    return GoodnessOfFit(fit.chi2_reduced * fit.ndof, fit.ndof)
+
+
+def _excess(fit):
+    """χ² above its mean, in standard deviations (fits on different windows compare)."""
+    return (fit.chi2_reduced - 1.0) * np.sqrt(fit.ndof / 2.0) if fit.ndof > 0 else np.inf
+
+
+def _odd_factor(x):
+    """The largest odd integer at most ``x`` (at least 1)."""
+    factor = max(int(np.floor(x)), 1)
+    return factor if factor % 2 else factor - 1
+
+
+def _candidate_gains(values, bin_width, lo, zero, sigma):
+    """Candidate gains from the data (module docstring, step 2), without near-duplicates,
+    and the reason when there is nothing to find a gain in."""
+    # the period of the peaks first: where it is seen (λ ≳ 2π(σ/g)²), the zero-peak estimate
+    # the residual peaks start from may be a higher peak
+    gains, reason = spacing_gains(values, bin_width, lo - 2 * sigma), ""
+    if zero is not None:
+        residual, reason = residual_gains(values, bin_width, zero)
+        if reason.startswith(NOT_RESOLVED_FEW):
+            return [], reason
+        gains += residual
+        gains.append(moment_gain(values, zero, float(values.quantile(0.999))))
+    kept = []
+    for gain in gains:
+        plausible = np.isfinite(gain) and gain > 2 * bin_width
+        if plausible and all(abs(gain / other - 1) > 0.05 for other in kept):
+            kept.append(float(gain))
+    return kept, reason
+
+
+class _Search:
+    """The fits from the starts of each candidate gain, until one is accepted."""
+
+    def __init__(self, values, bin_width, lo, scale, zero, sigma, acceptance):
+        self.values, self.bin_width, self.bottom = values, bin_width, lo - 2 * scale
+        self.zero, self.sigma, self.acceptance = zero, sigma, acceptance
+        # where the zero peak may be: the zero-peak estimate (which at large λ may be a
+        # higher peak, or the merged peaks), and the lowest values
+        self.references = [lo] if zero is None else [zero.x0, lo]
+        self.top = float(values.quantile(0.999))
+        self.fits = []
+        self.accepted = []
+
+    def first_accepted(self, gains):
+        """The first fit that passes the acceptance test with resolved peaks, else the first
+        accepted one beyond the resolution, else None; every converged fit is kept in
+        ``fits``, the accepted ones in ``accepted``."""
+        for gain in gains:
+            for x0 in self._teeth(gain):
+                fit = self._fit(x0, gain)
+                if fit is None:
+                    continue
+                self.fits.append(fit)
+                if self._accepted(fit):
+                    self.accepted.append(fit)
+                    # resolved peaks are unique; an accepted fit beyond the resolution says
+                    # that there are none to find
+                    return fit
+        return None
+
+    def _accepted(self, fit):
+        return goodness(fit).passes(self.acceptance)
+
+    def _teeth(self, gain):
+        """Starting x0: the peak comb's teeth nearest each reference and their neighbours,
+        where the data hold pixels."""
+        phase = peak_phase(self.values, gain, self.bottom, self.top, self.bin_width)
+        teeth = []
+        for reference in self.references:
+            nearest = reference + (phase - reference + gain / 2) % gain - gain / 2
+            for x0 in (nearest, nearest - gain, nearest + gain):
+                populated_ = (self.values.count_below(x0 + gain / 2)
+                              > self.values.count_below(x0 - gain / 2))
+                new = all(abs(x0 - other) > gain / 4 for other in teeth)
+                if populated_ and new and x0 > self.bottom:
+                    teeth.append(x0)
+        return teeth
+
+    def _fit(self, x0, gain):
+        """The Poisson-heights fit from this start (window following λ), accepted or not,
+        with the resolution checked; None when it does not converge."""
+        values, sigma = self.values, self.sigma
+        part = values.between(x0 - 6 * sigma, self.top)
+        lam = np.clip((part.mean() - x0) / gain, 1e-4, 50.0) if part.size else 1e-4
+        params = np.array([x0, sigma, gain, lam, float(values.size)])
+        k_top = populated(params[4], lam)
+        # bins of about a quarter of the noise or of half the gain, whichever is finer: the
+        # fit costs per bin, and odd factors keep the edges between quantised values
+        width = self.bin_width * _odd_factor(min(sigma, gain / 2) / 4 / self.bin_width)
+        for _ in range(3):
+            counts, edges = histogram(values, min(self.bottom, x0 - 5 * sigma),
+                                      x0 + gain * k_top + max(3 * sigma, gain / 2), width)
+            kmax = k_top + 3
+
+            def model(p, edges=edges, kmax=kmax):
+                return counts_and_derivatives(edges, p, kmax)
+
+            lower = [edges[0], 1e-3 * sigma, gain / 1.5, 0.0, 0.0]
+            upper = [edges[-1], 20 * sigma, gain * 1.5, 50.0, np.inf]
+            fit = fit_binned_poisson(model, params, lower, upper, counts)
+            if not fit.converged:
+                return None
+            params = fit.params
+            x0, gain = params[0], params[2]
+            new_top = populated(params[4], params[3])
+            if new_top == k_top:
+                break
+            k_top = new_top
+        test = goodness_of_fit(counts, fit.model, NPARAMS)
+        errors = np.sqrt(np.diag(fit.cov) * pdg_scale(test.chi2_reduced))
+        result = GaussPoissonFit(*params, *errors[:4], test.chi2_reduced, test.ndof, "poisson",
+                                 edges, counts, {})
+        return check_resolution(result) if test.passes(self.acceptance) else result
+
+
+def _tested(fit, acceptance):
+    """A fallback fit held to the acceptance test of the whole model and the resolution.
+    With one peak only, its σ stands only if a single Gaussian describes the histogram."""
+    if fit.method == "none" or fit.edges.size == 0 or not np.isfinite(fit.sigma):
+        return fit
+    params = fit.params
+    single = not np.isfinite(fit.gain)
+    if single:  # the model of a zero peak alone: λ = 0, every pixel in it
+        params = np.array([fit.x0, fit.sigma, 1.0, 0.0, fit.counts.sum()])
+    kmax = populated(params[4], params[3]) + 3
+    expected, _ = counts_and_derivatives(fit.edges, params, kmax)
+    test = goodness_of_fit(fit.counts, expected, 2 if single else NPARAMS)
+    tested = dataclasses.replace(fit, chi2_reduced=test.chi2_reduced, ndof=test.ndof)
+    tested = _estimated(tested, fit)
+    if not test.passes(acceptance):
+        reason = (f"fallback: model does not describe the data (reduced chi2 = "
+                  f"{test.chi2_reduced:.3g})")
+        return without(tested, reason, ("sigma", "gain", "lam"))
+    return tested if single else check_resolution(tested)
+
+
+def tail_ratio(fit, values):
+    """Pixels beyond the point where the fitted model holds what a Gaussian puts beyond 4σ.
+
+    n = N_pixels · Q(4) (Q the Gaussian upper tail); x_t solves
+    N_pixels · Σ_k Pois(k; λ) · Q((x_t - x0 - g·k)/σ) = n; the ratio is the number of values
+    above x_t over n. Missing (NaN and the fit's reason) when the fit has no gain or λ: the
+    zero-electron Gaussian alone would count every charged pixel as tail, and an image of
+    dark current would look like one full of tracks.
+
+    Parameters
+    ----------
+    fit : GaussPoissonFit
+        The fit of these values (or of the same image with its clusters masked).
+    values : ValueCounts or array_like
+        The pixel values counted (non-finite ones are left out).
+
+    Returns
+    -------
+    (float, str)
+        The ratio and "" or NaN and why.
+    """
+    if not (np.isfinite(fit.sigma) and np.isfinite(fit.x0)):
+        return np.nan, f"no noise from the fit ({fit.reasons.get('sigma', 'sigma missing')})"
+    values, reasons, _ = check_values(values)
+    expected = values.size * stats.norm.sf(4.0)
+    if expected == 0:
+        return np.nan, "no finite pixel value"
+    if not (np.isfinite(fit.gain) and np.isfinite(fit.lam)):
+        why = fit.reasons.get("gain") or fit.reasons.get("lam") or "gain or λ missing"
+        return np.nan, f"no fitted Gauss-Poisson model ({why})"
+    if fit.lam > 0:
+        kmax = int(stats.poisson.isf(1e-12, fit.lam)) + 1
+        weights = stats.poisson.pmf(np.arange(kmax + 1), fit.lam)
+        centres = fit.x0 + fit.gain * np.arange(kmax + 1)
+
+        def excess(x):
+            return weights @ stats.norm.sf((x - centres) / fit.sigma) - stats.norm.sf(4.0)
+
+        threshold = optimize.brentq(excess, fit.x0 + 4 * fit.sigma,
+                                    centres[-1] + 10 * fit.sigma)
+    else:
+        threshold = fit.x0 + 4 * fit.sigma
+    return float(values.count_above(threshold)) / expected, ""

@@ -1,0 +1,139 @@
+"""Cluster masking: the pixels the Gaussian-smeared Poisson fit must not see.
+
+Tracks, X-ray clusters and hot columns hold charge that is not dark current: fitted with the
+rest, they raise λ (a track's edge pixels hold 1-3 e⁻, exactly where dark current lies) and
+distort the peaks' heights until the model is rejected. As a DAMIC-M dark-current analysis
+does, the fit therefore uses the pixels outside clusters. On the average image, in electrons
+q = (value - x0)/g from a first fit:
+
+1. **Seeds**: pixels with q ≥ k_seed - ½, where k_seed is the smallest charge that dark
+   current (Poisson λ) gives to fewer than one pixel of the image, plus one, and at least
+   ``seed_electrons`` (default 4: clearly above the one- and two-electron range).
+2. **Clusters**: seeds grown (8-connected) through pixels with q ≥ k_grow - ½, k_grow the
+   smallest charge dark current gives to fewer than 1 % of the pixels, plus one, and at
+   least 2: a cluster's diffused charge, down to where dark current takes over.
+3. **Halo**: every pixel within ``halo`` pixels (default 2, a square) of a cluster: the
+   charge diffused beyond the grown cluster (tails of 0.1-1 e⁻ at 2-3 pixels from an
+   Fe-55 cluster) and a track's edges.
+4. **Hot columns and rows**: a column (row) whose mean charge outside the clusters stands
+   more than ``hot_threshold`` times max(its Poisson standard error, the robust spread of
+   all columns) above the median column: masked whole.
+
+The thresholds follow λ, so that dark current itself is never masked, whatever its level.
+``tailRatio`` still counts every pixel: it measures what lies beyond the noise, clusters
+included. The mask is computed on the whole average image of an amplifier, after the row
+chunks are combined, so it does not depend on the chunking or the number of workers.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, stats
+
+#: defaults of the rule (module docstring); ``skipperdask.yaml`` holds the user's settings
+SEED_ELECTRONS = 4
+HALO = 2
+HOT_THRESHOLD = 5.0
+#: at most this many hot column indices are listed in the catalogue
+LISTED_HOT_COLUMNS = 20
+
+
+@dataclass(frozen=True)
+class ClusterMask:
+    """The masked pixels of an amplifier image and what they are.
+
+    Attributes
+    ----------
+    masked : ndarray of bool (rows, cols)
+    clusters : int
+        Connected clusters (before the halo).
+    hot_columns, hot_rows : ndarray of int
+        Indices of the columns and rows masked whole.
+    """
+
+    masked: np.ndarray
+    clusters: int
+    hot_columns: np.ndarray
+    hot_rows: np.ndarray
+
+    @property
+    def fraction(self):
+        """Fraction of the pixels masked."""
+        return float(self.masked.mean()) if self.masked.size else 0.0
+
+    @classmethod
+    def empty(cls, shape):
+        return cls(np.zeros(shape, bool), 0, np.zeros(0, int), np.zeros(0, int))
+
+
+def charge_thresholds(npixels, lam, seed_electrons=SEED_ELECTRONS):
+    """(k_seed, k_grow) in electrons for an image of ``npixels`` with dark current ``lam``."""
+    lam = max(float(lam), 0.0)
+    seed = int(stats.poisson.isf(1.0 / max(npixels, 1), lam)) + 1 if lam > 0 else 1
+    grow = int(stats.poisson.isf(0.01, lam)) + 1 if lam > 0 else 1
+    return max(seed, seed_electrons), max(grow, 2)
+
+
+def cluster_mask(average, *, x0, gain, lam, sigma, seed_electrons=SEED_ELECTRONS, halo=HALO,
+                 hot_threshold=HOT_THRESHOLD):
+    """The cluster mask of one amplifier's average image (rule in the module docstring).
+
+    Parameters
+    ----------
+    average : ndarray (rows, cols)
+        The average image, charge raising the value (NaN pixels are never masked).
+    x0, gain, lam, sigma : float
+        Zero-electron level (ADU), ADU per electron, dark current (e⁻/pixel) and noise (ADU)
+        from a first fit.
+    seed_electrons : int
+        Smallest seed threshold, e⁻.
+    halo : int
+        Pixels added around each cluster.
+    hot_threshold : float
+        Standard deviations above the median column (row) for a hot column (row).
+
+    Returns
+    -------
+    ClusterMask
+    """
+    charge = (np.asarray(average, dtype=float) - x0) / gain
+    finite = np.isfinite(charge)
+    k_seed, k_grow = charge_thresholds(int(finite.sum()), lam, seed_electrons)
+    with np.errstate(invalid="ignore"):
+        seeds = charge >= k_seed - 0.5
+        grown = charge >= k_grow - 0.5
+    clusters = 0
+    masked = np.zeros(charge.shape, bool)
+    if seeds.any():
+        labels, _ = ndimage.label(grown, structure=np.ones((3, 3), bool))
+        kept = np.unique(labels[seeds])
+        clusters = int(kept.size)
+        masked = np.isin(labels, kept)
+        if halo > 0:
+            masked = ndimage.maximum_filter(masked, size=2 * halo + 1, mode="constant")
+    noise = (sigma / gain) ** 2 + max(lam, 0.0)  # variance of one pixel's charge, e⁻²
+    hot_columns = _hot_lines(charge, masked | ~finite, noise, hot_threshold, axis=0)
+    hot_rows = _hot_lines(charge, masked | ~finite, noise, hot_threshold, axis=1)
+    masked[:, hot_columns] = True
+    masked[hot_rows, :] = True
+    return ClusterMask(masked & finite, clusters, hot_columns, hot_rows)
+
+
+def _hot_lines(charge, excluded, variance, threshold, axis):
+    """Indices of the columns (``axis=0``) or rows (``axis=1``) whose mean charge outside
+    ``excluded`` stands ``threshold`` times max(standard error, robust spread) above the
+    median line's."""
+    kept = ~excluded
+    count = kept.sum(axis=axis)
+    if np.count_nonzero(count) < 3:
+        return np.zeros(0, int)
+    total = np.where(kept, charge, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    valid = count > 0
+    median = np.median(mean[valid])
+    spread = 1.4826 * np.median(np.abs(mean[valid] - median))
+    with np.errstate(divide="ignore"):
+        error = np.sqrt(variance / np.maximum(count, 1))
+    hot = valid & (mean - median > threshold * np.maximum(error, spread))
+    return np.flatnonzero(hot)
