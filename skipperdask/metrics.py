@@ -306,7 +306,7 @@ def _masked_fit(analysis, fit, bin_width, settings):
         else:
             kept = ValueCounts.of_values(average[~mask.masked])
         fit = fitting.fit_gauss_poisson(kept, bin_width=bin_width,
-                                        acceptance=settings.acceptance)
+                                        acceptance=settings.acceptance, start=fit.estimate)
     analysis.mask = mask
     if mask is None:
         reason = "no first fit with resolved peaks to find clusters with"

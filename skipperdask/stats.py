@@ -178,21 +178,6 @@ class ValueCounts:
         start = np.searchsorted(self.values, x, side="right")
         return ValueCounts(self.values[start:], self.counts[start:])
 
-    def between(self, lo, hi):
-        """The distribution of the values in ``[lo, hi]``."""
-        start = np.searchsorted(self.values, lo, side="left")
-        stop = np.searchsorted(self.values, hi, side="right")
-        return ValueCounts(self.values[start:stop], self.counts[start:stop])
-
-    def mean(self):
-        """Mean of the pixel values."""
-        return float(self.values @ self.counts) / self.size
-
-    def variance(self):
-        """Variance (ddof = 0) of the pixel values."""
-        mean = self.mean()
-        return float(((self.values - mean) ** 2) @ self.counts) / self.size
-
     def without(self, values):
         """The distribution less the pixels of ``values`` (an array of values it holds)."""
         removed = ValueCounts.of_values(values)

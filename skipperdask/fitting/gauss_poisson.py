@@ -66,6 +66,7 @@ from .starts import (
     check_values,
     first_scale,
     moment_gain,
+    moments,
     peak_phase,
     residual_gains,
     spacing_gains,
@@ -77,11 +78,14 @@ SHOULDER_GAINS = np.array([2.2, 3.0, 4.0, 5.5, 7.5])
 NPARAMS = 5
 
 
+#: the largest gain searched, in units of the noise: σ/g = 0.02 is beyond any skipper CCD
+MAX_GAIN_IN_SIGMA = 50.0
 #: the acceptance test unless the caller gives one
 DEFAULT_ACCEPTANCE = Acceptance()
 
 
-def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, method="auto"):
+def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, method="auto",
+                      start=None):
     """Fit the Gaussian-smeared Poisson to the values of an average image.
 
     The procedure (starting values from the data, fit window, acceptance test, resolution,
@@ -98,6 +102,9 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         The acceptance test.
     method : {"auto", "fallback"}, optional
         ``"fallback"`` skips the least-squares fit and uses :func:`fit_peaks` directly.
+    start : tuple, optional
+        (x0, σ, g, λ) of a fit of the same image (before its clusters were masked, say): its
+        gain and x0 are tried first, then the candidates from the data.
 
     Returns
     -------
@@ -117,13 +124,19 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         return missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
     sigma = zero.sigma if zero is not None else scale
     search = _Search(values, bin_width, lo, scale, zero, sigma, acceptance)
-    gains, no_gain = _candidate_gains(values, bin_width, lo, zero, sigma)
+    hinted = start is not None and np.all(np.isfinite(start)) and start[2] > 0
+    if hinted:
+        search.references.insert(0, start[0])
+        found = search.first_accepted([start[2]])
+        if found is not None:
+            return _estimated(found, found)
+    gains, no_gain = _candidate_gains(values, bin_width, lo, scale, zero, sigma)
+    if hinted:
+        gains = [g for g in gains if abs(g / start[2] - 1) > 0.05]
     found = search.first_accepted(gains)
     if found is None and not search.fits and not no_gain.startswith(NOT_RESOLVED_FEW):
         # no candidate from the data converged: a one-electron shoulder of the zero peak
         found = search.first_accepted(sigma * SHOULDER_GAINS)
-    if found is None and search.fits:
-        found = _free_heights(min(search.fits, key=_excess), acceptance)
     if found is not None:
         return _estimated(found, found)
     if not search.fits:
@@ -195,9 +208,10 @@ def _odd_factor(x):
     return factor if factor % 2 else factor - 1
 
 
-def _candidate_gains(values, bin_width, lo, zero, sigma):
+def _candidate_gains(values, bin_width, lo, scale, zero, sigma):
     """Candidate gains from the data (module docstring, step 2), without near-duplicates,
-    and the reason when there is nothing to find a gain in."""
+    and the reason when there is nothing to find a gain in. Gains beyond ``MAX_GAIN_IN_SIGMA``
+    times the noise (finer than any skipper CCD resolves) are not searched."""
     # the period of the peaks first: where it is seen (λ ≳ 2π(σ/g)²), the zero-peak estimate
     # the residual peaks start from may be a higher peak
     gains, reason = spacing_gains(values, bin_width, lo - 2 * sigma), ""
@@ -209,7 +223,8 @@ def _candidate_gains(values, bin_width, lo, zero, sigma):
         gains.append(moment_gain(values, zero, float(values.quantile(0.999))))
     kept = []
     for gain in gains:
-        plausible = np.isfinite(gain) and gain > 2 * bin_width
+        plausible = (np.isfinite(gain) and gain > 2 * bin_width
+                     and gain < MAX_GAIN_IN_SIGMA * min(scale, sigma))
         if plausible and all(abs(gain / other - 1) > 0.05 for other in kept):
             kept.append(float(gain))
     return kept, reason
@@ -220,33 +235,38 @@ class _Search:
 
     def __init__(self, values, bin_width, lo, scale, zero, sigma, acceptance):
         self.values, self.bin_width, self.bottom = values, bin_width, lo - 2 * scale
+        self.scale = scale
         self.zero, self.sigma, self.acceptance = zero, sigma, acceptance
         # where the zero peak may be: the zero-peak estimate (which at large λ may be a
         # higher peak, or the merged peaks), and the lowest values
         self.references = [lo] if zero is None else [zero.x0, lo]
         self.top = float(values.quantile(0.999))
         self.fits = []
-        self.accepted = []
+        self.tried_free_heights = False
 
     def first_accepted(self, gains):
-        """The first fit that passes the acceptance test with resolved peaks, else the first
-        accepted one beyond the resolution, else None; every converged fit is kept in
-        ``fits``, the accepted ones in ``accepted``."""
+        """The first fit that passes the acceptance test (its peaks resolved or not: an
+        accepted fit beyond the resolution says there are none to find), or None. Every
+        converged fit is kept in ``fits``.
+
+        The first converged fit with resolved peaks that is rejected is fitted again with
+        free heights (:func:`_free_heights`), once: real images' heights are often not
+        Poisson while their peaks' positions are right.
+        """
         for gain in gains:
             for x0 in self._teeth(gain):
                 fit = self._fit(x0, gain)
                 if fit is None:
                     continue
                 self.fits.append(fit)
-                if self._accepted(fit):
-                    self.accepted.append(fit)
-                    # resolved peaks are unique; an accepted fit beyond the resolution says
-                    # that there are none to find
+                if goodness(fit).passes(self.acceptance):
                     return fit
+                if not self.tried_free_heights and fit.sigma / fit.gain < RESOLUTION_LIMIT:
+                    self.tried_free_heights = True
+                    free = _free_heights(fit, self.acceptance)
+                    if free is not None:
+                        return free
         return None
-
-    def _accepted(self, fit):
-        return goodness(fit).passes(self.acceptance)
 
     def _teeth(self, gain):
         """Starting x0: the peak comb's teeth nearest each reference and their neighbours,
@@ -267,13 +287,16 @@ class _Search:
         """The Poisson-heights fit from this start (window following λ), accepted or not,
         with the resolution checked; None when it does not converge."""
         values, sigma = self.values, self.sigma
-        part = values.between(x0 - 6 * sigma, self.top)
-        lam = np.clip((part.mean() - x0) / gain, 1e-4, 50.0) if part.size else 1e-4
+        count, mean, _ = moments(values, x0 - 6 * sigma, min(self.top, x0 + 40 * gain),
+                                 gain / 8)
+        lam = np.clip((mean - x0) / gain, 1e-4, 50.0) if count else 1e-4
         params = np.array([x0, sigma, gain, lam, float(values.size)])
         k_top = populated(params[4], lam)
-        # bins of about a quarter of the noise or of half the gain, whichever is finer: the
-        # fit costs per bin, and odd factors keep the edges between quantised values
-        width = self.bin_width * _odd_factor(min(sigma, gain / 2) / 4 / self.bin_width)
+        # bins of about a third of the noise or of half the gain, whichever is finer (the
+        # noise from both estimates: at large λ the zero peak's may be the merged peaks'):
+        # the fit costs per bin, and odd factors keep the edges between quantised values
+        finest = min(sigma, self.scale, gain / 2) / 3
+        width = self.bin_width * _odd_factor(finest / self.bin_width)
         for _ in range(3):
             counts, edges = histogram(values, min(self.bottom, x0 - 5 * sigma),
                                       x0 + gain * k_top + max(3 * sigma, gain / 2), width)

@@ -31,7 +31,7 @@ from .model import MIN_PEAK_PIXELS
 MIN_PIXELS = 100
 NOT_RESOLVED_FEW = "single-electron peaks not resolved: only"
 #: most bins of the histogram whose characteristic function is taken
-MAX_SPACING_BINS = 2**16
+MAX_SPACING_BINS = 4096
 
 
 def distribution(values):
@@ -237,9 +237,11 @@ def spacing_gains(values, bin_width, lo):
 
     Without dividing out the Gaussian envelope (σ is not yet known well enough), the
     maximum sits at t = (2π - ε)/g with ε ≈ 2π(σ/g)²/λ: a start within a few per cent where
-    several peaks are populated. ``lo``: a value at the bottom of the zero peak.
+    several peaks are populated. ``lo``: a value at the bottom of the zero peak. The values
+    used reach 8 times as far above ``lo`` as the median does (several peaks at any λ, not
+    the far tails of tracks, which would only widen the bins).
     """
-    hi = float(values.quantile(0.999))
+    hi = min(float(values.quantile(0.999)), lo + 8 * (float(values.quantile(0.5)) - lo))
     if not hi > lo + 8 * bin_width:
         return []
     width = max(bin_width, (hi - lo) / MAX_SPACING_BINS)
@@ -270,10 +272,27 @@ def peak_phase(values, gain, lo, hi, bin_width):
 def moment_gain(values, zero, hi):
     """(variance - σ²)/(mean - x0) of the values up to ``hi``: the photon-transfer gain,
     or NaN when the values hold no charge beyond the noise."""
-    part = values.between(zero.x0 - 6 * zero.sigma, hi)
-    if part.size < MIN_PIXELS:
+    count, mean, variance = moments(values, zero.x0 - 6 * zero.sigma, hi, zero.sigma / 4)
+    if count < MIN_PIXELS:
         return np.nan
-    mean, variance = part.mean(), part.variance()
     excess = variance - zero.sigma**2
     offset = mean - zero.x0
     return excess / offset if excess > 0 and offset > 0 else np.nan
+
+
+#: most bins of the histogram :func:`moments` takes its moments from
+MOMENT_BINS = 1024
+
+
+def moments(values, lo, hi, resolution):
+    """(count, mean, variance) of the values in [lo, hi], from a histogram with bins of
+    ``resolution`` or coarser (at most ``MOMENT_BINS``): good to a fraction of a bin."""
+    width = max(resolution, (hi - lo) / MOMENT_BINS)
+    counts, edges = histogram(values, lo, hi, width)
+    count = counts.sum()
+    if count == 0:
+        return 0, np.nan, np.nan
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    mean = counts @ centres / count
+    return int(count), mean, counts @ (centres - mean) ** 2 / count
+
