@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from . import config, fitting
+from .drift import remove_row_drift, row_levels
 from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS
 from .mask import cluster_mask as mask_clusters
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
@@ -23,20 +24,21 @@ FITTED = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "res
 REASONED = (
     "aveImgS", "dSdskip", "imgNoise", "skNoise", "darkCurrent", "aduConversion", "pedestal",
     "resolution", "fitChi2", "pixVar", "clustVar", "tailRatio", "maskedFraction", "clusters",
-    "hotColumns",
+    "hotColumns", "baselineDrift", "baselineCorrected",
 )
 #: the float variables over ``amp``, in catalogue order
 METRICS = (
     "aveImgS", "dSdskip", "dSdskip_err", "imgNoise", "skNoise", "skNoise_err", "darkCurrent",
     "darkCurrent_err", "aduConversion", "aduConversion_err", "pedestal", "pedestal_err",
     "resolution", "resolution_err", "fitChi2", "pixVar", "clustVar", "tailRatio",
-    "maskedFraction", "clusters", "hotColumns",
+    "maskedFraction", "clusters", "hotColumns", "baselineDrift", "baselineCorrected",
 )
 UNITS = {
     "aveImgS": "nats", "dSdskip": "milli-nats per sample", "imgNoise": "ADU", "skNoise": "ADU",
     "darkCurrent": "e-/pixel", "aduConversion": "ADU/e-", "pedestal": "ADU", "resolution": "e-",
     "pixVar": "ADU^2", "clustVar": "ADU^2", "tailRatio": "1", "fitChi2": "1",
     "noise_vs_n": "ADU", "maskedFraction": "1", "clusters": "1", "hotColumns": "1",
+    "baselineDrift": "ADU", "baselineCorrected": "1",
 }
 
 
@@ -241,11 +243,7 @@ def _average_image_fit(analysis, bin_width, settings):
         bin_width = _peaks_bin_width(analysis, values)
     fit = fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance)
     fit = _masked_fit(analysis, fit, bin_width, settings)
-    if "sigma" in fit.reasons and fit.reasons["sigma"].startswith("model does not"):
-        drift = _baseline_drift(analysis)
-        if drift:
-            fit = fitting.model.without(fit, f"{fit.reasons['sigma']}; {drift}",
-                                        ("sigma", "gain", "lam"))
+    fit, values = _drift_corrected_fit(analysis, fit, bin_width, settings)
     analysis.peaks_fit = fit
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
                             ("aduConversion", "gain"), ("pedestal", "x0")):
@@ -278,6 +276,52 @@ def _average_image_fit(analysis, bin_width, settings):
         analysis.values["tailRatio"] = float(ratio)
 
 
+def _resolved(estimate):
+    """Whether a fit's estimate (x0, σ, g, λ) has peaks to count electrons with."""
+    x0, sigma, gain, _ = estimate
+    return bool(np.all(np.isfinite(estimate)) and gain > 0
+                and sigma / gain < fitting.model.RESOLUTION_LIMIT)
+
+
+def _drift_corrected_fit(analysis, fit, bin_width, settings):
+    """The fit after removing a drift of the rows' zero level (:mod:`skipperdask.drift`),
+    and the values the tail ratio counts; the drift's figures go into the analysis."""
+    stats = analysis.statistics
+    values = stats.average_values
+    x0, sigma, gain, _ = fit.estimate
+    if not (np.isfinite(x0) and np.isfinite(sigma) and sigma > 0):
+        reason = "no zero-electron peak to find the rows' zero levels with"
+        _missing(analysis, "baselineDrift", reason)
+        _missing(analysis, "baselineCorrected", reason)
+        return fit, values
+    if not _resolved(fit.estimate):
+        gain = np.nan  # the zero peak alone
+    kept = np.isfinite(stats.average)
+    if analysis.mask is not None:
+        kept &= ~analysis.mask.masked
+    quantum = 1.0 / stats.plan.nskips if stats.integer_valued else 0.0
+    image, levels = remove_row_drift(stats.average, kept, x0=x0, gain=gain, sigma=sigma,
+                                     quantum=quantum)
+    if np.isfinite(levels.rms):
+        analysis.values["baselineDrift"] = levels.rms
+    else:
+        _missing(analysis, "baselineDrift", "fewer than 3 blocks of rows with pixels to use")
+    analysis.values["baselineCorrected"] = float(image is not None)
+    if image is None:
+        return fit, values
+    refit = fitting.fit_gauss_poisson(ValueCounts.of_values(image[kept]), bin_width=bin_width,
+                                      acceptance=settings.acceptance, start=fit.estimate)
+    x0, sigma, gain, _ = refit.estimate
+    if np.isfinite(sigma):
+        left = row_levels(image, kept, x0=x0, gain=gain if _resolved(refit.estimate) else np.nan,
+                          sigma=sigma)
+        if left.drifts:
+            reason = (f"the rows' zero level drifts by {left.rms:.3g} ADU rms even after "
+                      "correction: rerun with --baseline row-median")
+            refit = fitting.model.without(refit, reason, ("sigma",))
+    return refit, ValueCounts.of_values(image)
+
+
 #: fits with a new cluster mask, at most: the mask's thresholds follow the fitted λ
 MASK_ITERATIONS = 3
 
@@ -290,10 +334,9 @@ def _masked_fit(analysis, fit, bin_width, settings):
     values = analysis.statistics.average_values
     mask = None
     for _ in range(MASK_ITERATIONS):
-        x0, sigma, gain, lam = fit.estimate
-        if not (np.all(np.isfinite(fit.estimate)) and gain > 0
-                and sigma / gain < fitting.model.RESOLUTION_LIMIT):
+        if not _resolved(fit.estimate):
             break  # no electrons to threshold in: the fit stands on every pixel
+        x0, sigma, gain, lam = fit.estimate
         new = mask_clusters(average, x0=x0, gain=gain, lam=lam, sigma=sigma,
                             seed_electrons=settings.mask_seed_electrons,
                             halo=settings.mask_halo, hot_threshold=settings.mask_hot_threshold)
@@ -317,37 +360,6 @@ def _masked_fit(analysis, fit, bin_width, settings):
         analysis.values["clusters"] = float(mask.clusters)
         analysis.values["hotColumns"] = float(mask.hot_columns.size)
     return fit
-
-
-#: a drift is reported when the rows' (columns') mean levels spread by more than this
-#: fraction of the noise beyond what the pixels' scatter explains
-DRIFT_NOISE_FRACTION = 0.2
-
-
-def _baseline_drift(analysis):
-    """Why a rejected fit may have failed: "" or the baseline's drift along rows or columns,
-    from the spread of their mean levels outside clusters beyond their own scatter."""
-    average = analysis.statistics.average
-    mask = analysis.mask
-    sigma = fitting.zero_peak_width(analysis.statistics.average_values)
-    if average.shape[0] < 3 or average.shape[1] < 3 or not sigma > 0:
-        return ""
-    kept = np.isfinite(average) & (True if mask is None else ~mask.masked)
-    found = []
-    for axis, along in ((1, "rows"), (0, "columns")):
-        count = kept.sum(axis=axis)
-        use = count > 1
-        values = np.where(kept, average, 0.0)
-        mean = values.sum(axis=axis)[use] / count[use]
-        square = (values**2).sum(axis=axis)[use] / count[use]
-        scatter = np.mean((square - mean**2) / (count[use] - 1))
-        excess = np.var(mean) - scatter
-        if excess > (DRIFT_NOISE_FRACTION * sigma) ** 2 and np.var(mean) > 4 * scatter:
-            found.append(f"the baseline drifts along {along} (their mean levels spread by "
-                         f"{np.sqrt(excess):.3g} ADU rms)")
-    if not found:
-        return ""
-    return " and ".join(found) + ": rerun with --baseline row-median"
 
 
 def _peaks_bin_width(analysis, values):
