@@ -18,6 +18,7 @@ table of the targets of issue 6, PASS or FAIL.
 """
 
 import argparse
+import functools
 import math
 import os
 import pathlib
@@ -41,19 +42,55 @@ from astropy.io import fits  # noqa: E402
 
 from skipperdask.cluster import connect  # noqa: E402
 from skipperdask.pipeline import process  # noqa: E402
-from skipperdask.simulate import Truth, write_image  # noqa: E402
+from skipperdask.simulate import Truth, cluster_fraction, write_image  # noqa: E402
 
 MB = 1_000_000
 NCOLS, NSKIPS = 500, 100  # a large raw image: rows of 500 pixels × 100 samples, uint32
+#: pixels of a raw image in clusters (tracks, blobs, X-rays), as in real raw images
+CLUSTER_FRACTION = 0.03
+#: baseline of a raw image, ADU: room below it for the thousands of electrons of an X-ray or
+#: a track crossing (charge lowers raw values) without saturating at 0
+RAW_PEDESTAL = 1e6
 #: the read limit's buffer: 1 MiB stays in the processor's cache, the fastest plain read
 #: measured here (page cache: 25 GB/s, as cat and dd bs=1M; 14 GB/s with 64 MiB)
 READ_BLOCK = 2**20
 
 
-def large_truth(size_mb, seed, nskips=NSKIPS):
-    """A raw image of about ``size_mb`` MB: uint32 samples, dark current, a few tracks."""
+@functools.cache
+def cluster_counts(nrows, ncols, fraction):
+    """Tracks (and blobs) and X-rays per amplifier that put about ``fraction`` of the pixels
+    in clusters, half of them in tracks and half in X-rays.
+
+    Found by rescaling the counts until :func:`skipperdask.simulate.cluster_fraction` (of
+    seed 0) hits the target: tracks' length, and overlaps in dense images, rule out a formula.
+    """
+    if not fraction:
+        return 0, 0
+    each = 1 - math.sqrt(1 - fraction)  # tracks and X-rays overlap as independent hits
+
+    def covered(tracks, xrays):
+        return cluster_fraction(Truth(nrows=nrows, ncols=ncols, nskips=1, tracks=tracks,
+                                      xrays=xrays))
+
+    tracks = xrays = 1
+    for _ in range(4):
+        tracks = max(1, round(tracks * each / max(covered(tracks, 0), 1e-9)))
+        xrays = max(1, round(xrays * each / max(covered(0, xrays), 1e-9)))
+    return tracks, xrays
+
+
+def raw_truth(nrows, ncols, nskips, seed, clusters=CLUSTER_FRACTION, **fields):
+    """A raw image as the detectors give them: uint32 samples, dark current, tracks and X-rays
+    over ``clusters`` of the pixels, and a hot column when there are clusters."""
+    tracks, xrays = cluster_counts(nrows, ncols, clusters)
+    return Truth(nrows=nrows, ncols=ncols, nskips=nskips, tracks=tracks, xrays=xrays,
+                 hot_columns=1 if clusters else 0, pedestal=RAW_PEDESTAL, seed=seed, **fields)
+
+
+def large_truth(size_mb, seed, clusters, nskips=NSKIPS):
+    """A realistic raw image (:func:`raw_truth`) of about ``size_mb`` MB."""
     nrows = max(4, round(size_mb * MB / (NCOLS * nskips * 4)))
-    return Truth(nrows=nrows, ncols=NCOLS, nskips=nskips, tracks=20, seed=seed)
+    return raw_truth(nrows, NCOLS, nskips, seed, clusters)
 
 
 def write_campaign(directory, truths):
