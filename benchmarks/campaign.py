@@ -1,27 +1,35 @@
-"""Throughput and memory of skipperdask on a simulated campaign (issue 6).
+"""Throughput and memory of skipperdask on a simulated campaign and on a real image.
 
 Run from the repository root::
 
-    python benchmarks/campaign.py                 # the full run, about 2 minutes on 2 cores
+    python benchmarks/campaign.py                 # the full run, about 3 minutes on 2 cores
     python benchmarks/campaign.py --quick         # a smoke run of a minute or so
+    python benchmarks/campaign.py --clusters 0.3  # dense images: 30 % of pixels in clusters
     python benchmarks/campaign.py --sizes 200 800 --small 300 --plots docs
 
-It writes its own simulated campaign in a temporary directory and prints, side by side:
+It writes its own simulated campaign in a temporary directory, raw images as the detectors
+give them (tracks, blobs and X-rays over a few % of the pixels, a hot column), and prints,
+side by side:
 the read limit (plain sequential reads of the same bytes, cold and warm page cache), the
 full metrics pipeline (``skipperdask.process`` on a local cluster of one worker process
 per core) in GB/s of raw input and as a fraction of the warm read limit (and, when the
 page cache can be dropped, on a cold cache against the cold read limit), the cluster's
 start-up, a naive serial numpy baseline, images per second on small images, the speed-up
 from 1 to 2 workers (per image size, and over the whole large-image campaign in one run),
-and the peak memory of each worker on an image twice its memory limit. It ends with a
-table of the targets of issue 6, PASS or FAIL.
+and the peak memory of each worker on an image twice its memory limit. Then, when
+``../shared/data/real`` is beside the repository, the real DAMIC-M image copied 40 times is
+processed by ``skipperdask run`` as a user runs it, on a cluster already started: files per
+second, and the gain, λ and χ²ᵣ of each CCD read back from the catalogue. It ends with a
+table of the targets, PASS or FAIL.
 """
 
 import argparse
+import functools
 import math
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,19 +49,58 @@ from astropy.io import fits  # noqa: E402
 
 from skipperdask.cluster import connect  # noqa: E402
 from skipperdask.pipeline import process  # noqa: E402
-from skipperdask.simulate import Truth, write_image  # noqa: E402
+from skipperdask.simulate import Truth, cluster_fraction, write_image  # noqa: E402
 
 MB = 1_000_000
 NCOLS, NSKIPS = 500, 100  # a large raw image: rows of 500 pixels × 100 samples, uint32
+#: pixels of a raw image in clusters (tracks, blobs, X-rays), as in real raw images
+CLUSTER_FRACTION = 0.03
+#: baseline of a raw image, ADU: room below it for the thousands of electrons of an X-ray or
+#: a track crossing (charge lowers raw values) without saturating at 0
+RAW_PEDESTAL = 1e6
+#: the real image of the last test: a dense Fe-55 exposure, averaged (see its README)
+REAL_DATA = REPOSITORY.parent / "shared" / "data" / "real"
+REAL_IMAGE = "damicm_avg_Image_5_Low_Temp_109_20250807_170213_15.fz"
 #: the read limit's buffer: 1 MiB stays in the processor's cache, the fastest plain read
 #: measured here (page cache: 25 GB/s, as cat and dd bs=1M; 14 GB/s with 64 MiB)
 READ_BLOCK = 2**20
 
 
-def large_truth(size_mb, seed, nskips=NSKIPS):
-    """A raw image of about ``size_mb`` MB: uint32 samples, dark current, a few tracks."""
+@functools.cache
+def cluster_counts(nrows, ncols, fraction):
+    """Tracks (and blobs) and X-rays per amplifier that put about ``fraction`` of the pixels
+    in clusters, half of them in tracks and half in X-rays.
+
+    Found by rescaling the counts until :func:`skipperdask.simulate.cluster_fraction` (of
+    seed 0) hits the target: tracks' length, and overlaps in dense images, rule out a formula.
+    """
+    if not fraction:
+        return 0, 0
+    each = 1 - math.sqrt(1 - fraction)  # tracks and X-rays overlap as independent hits
+
+    def covered(tracks, xrays):
+        return cluster_fraction(Truth(nrows=nrows, ncols=ncols, nskips=1, tracks=tracks,
+                                      xrays=xrays))
+
+    tracks = xrays = 1
+    for _ in range(4):
+        tracks = max(1, round(tracks * each / max(covered(tracks, 0), 1e-9)))
+        xrays = max(1, round(xrays * each / max(covered(0, xrays), 1e-9)))
+    return tracks, xrays
+
+
+def raw_truth(nrows, ncols, nskips, seed, clusters=CLUSTER_FRACTION, **fields):
+    """A raw image as the detectors give them: uint32 samples, dark current, tracks and X-rays
+    over ``clusters`` of the pixels, and a hot column when there are clusters."""
+    tracks, xrays = cluster_counts(nrows, ncols, clusters)
+    return Truth(nrows=nrows, ncols=ncols, nskips=nskips, tracks=tracks, xrays=xrays,
+                 hot_columns=1 if clusters else 0, pedestal=RAW_PEDESTAL, seed=seed, **fields)
+
+
+def large_truth(size_mb, seed, clusters, nskips=NSKIPS):
+    """A realistic raw image (:func:`raw_truth`) of about ``size_mb`` MB."""
     nrows = max(4, round(size_mb * MB / (NCOLS * nskips * 4)))
-    return Truth(nrows=nrows, ncols=NCOLS, nskips=nskips, tracks=20, seed=seed)
+    return raw_truth(nrows, NCOLS, nskips, seed, clusters)
 
 
 def write_campaign(directory, truths):
@@ -216,6 +263,57 @@ def profile_stages(large_path, small_path, catalogue):
     return stages
 
 
+def real_image_run(directory, client, copies, timeout):
+    """``skipperdask run`` over ``copies`` copies of the real image, on the running cluster.
+
+    The command runs as a user runs it, in its own process (``--address``: the cluster's
+    start-up is not counted), stopped after ``timeout`` seconds; the catalogue is committed
+    as images finish, so what it holds then is what was done.
+
+    Returns
+    -------
+    (files, seconds, summary, catalogue) : (int, float, str, xarray.Dataset or None)
+        The files in the catalogue, the seconds of the run, the command's summary line
+        (empty when stopped) and the catalogue.
+    """
+    import xarray as xr
+
+    directory.mkdir()
+    for index in range(copies):
+        shutil.copyfile(REAL_DATA / REAL_IMAGE, directory / f"copy_{index + 1:03d}.fz")
+    command = [sys.executable, "-m", "skipperdask", "run", "-d", str(directory), "-f", r".*\.fz",
+               "--address", client.scheduler.address, "--no-progress"]
+    start = time.perf_counter()
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        summary = ""
+    else:
+        if finished.returncode:
+            raise RuntimeError(f"skipperdask run failed:\n{finished.stderr[-2000:]}")
+        summary = finished.stdout.strip().splitlines()[-1]
+    seconds = time.perf_counter() - start
+    store = directory / "img_preproc_out.zarr"
+    catalogue = xr.open_zarr(store).load() if store.exists() else None
+    files = 0 if catalogue is None else int((catalogue["error"] == "").sum())
+    return files, seconds, summary, catalogue
+
+
+def print_real_image(catalogue):
+    """The gain, λ and χ²ᵣ of each CCD, from the catalogue (one line per CCD)."""
+    first = catalogue.isel(image=0)
+    for amp in catalogue["amp"].values:
+        m = first.sel(amp=amp)
+        copies = [catalogue[name].sel(amp=amp).values
+                  for name in ("aduConversion", "darkCurrent", "fitChi2")]
+        same = all(np.array_equal(v, np.full_like(v, v[0]), equal_nan=True) for v in copies)
+        reason = str(m["aduConversion_reason"].values) or "-"
+        print(f"  {amp}: gain {float(m['aduConversion']):.4f} ± "
+              f"{float(m['aduConversion_err']):.4f} ADU/e-, λ {float(m['darkCurrent']):.4f} ± "
+              f"{float(m['darkCurrent_err']):.4f} e-/pixel, χ²ᵣ {float(m['fitChi2']):.3f}, "
+              f"reason {reason}{'' if same else ' (NOT the same in every copy)'}")
+
+
 def plot(results, directory):
     """Throughput against image size and against worker count, as a PNG."""
     from matplotlib.figure import Figure
@@ -262,10 +360,18 @@ def main(argv=None):
     parser.add_argument("--plots", default=str(REPOSITORY / "docs"),
                         help="directory of the plot (default docs/); '' for none")
     parser.add_argument("--workdir", help="where to write the campaign (default a temp dir)")
+    parser.add_argument("--clusters", type=float, default=CLUSTER_FRACTION,
+                        help="fraction of a raw image's pixels in tracks, blobs and X-rays "
+                        f"(default {CLUSTER_FRACTION}; 0.3 for dense images, 0 for none)")
+    parser.add_argument("--real-copies", type=int, default=40,
+                        help="copies of the real DAMIC-M image processed (default 40)")
+    parser.add_argument("--real-timeout", type=float, default=60,
+                        help="seconds the real-image run may take before it is stopped "
+                        "(default 60)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.gb_per_size, args.small = [200], 0.4, 60
+        args.sizes, args.gb_per_size, args.small, args.real_copies = [200], 0.4, 60, 10
 
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
@@ -278,15 +384,21 @@ def main(argv=None):
         large = {}
         for size in args.sizes:
             count = max(2, math.ceil(args.gb_per_size * 1000 / size))
-            truths = [large_truth(size, seed=i) for i in range(count)]
+            truths = [large_truth(size, i, args.clusters) for i in range(count)]
             large[size] = write_campaign(top / f"large-{size:g}MB", truths)
         small_truth = dict(nrows=40, ncols=50, nskips=100)  # 800 kB each
-        small = write_campaign(top / "small", [Truth(**small_truth, seed=i)
+        small = write_campaign(top / "small", [raw_truth(**small_truth, seed=i,
+                                                         clusters=args.clusters)
                                                for i in range(args.small)])
         memory_image_mb = 2.2 * args.memory_limit
         # many samples per pixel, as real raw images: the statistics are then small beside
         # the pixels (see docs/performance.md)
-        memory_image = write_campaign(top / "memory", [large_truth(memory_image_mb, 7, 400)])
+        memory_image = write_campaign(
+            top / "memory", [large_truth(memory_image_mb, 7, args.clusters, 400)])
+        example = large_truth(min(args.sizes), 0, args.clusters)
+        print(f"raw images: {cluster_fraction(example):.1%} of the pixels in clusters "
+              f"({example.tracks} tracks and blobs, {example.xrays} X-rays per "
+              f"{example.nrows} × {example.ncols} pixels), {example.hot_columns} hot column")
         all_large = [p for paths in large.values() for p in paths]
         print(f"wrote {nbytes(all_large) / 1e9:.2f} GB of large images ({len(all_large)} files), "
               f"{args.small} small images of {nbytes(small[:1]) / 1e6:.2f} MB and a "
@@ -381,6 +493,28 @@ def main(argv=None):
         print(f"memory: {memory_image_bytes / 1e6:.0f} MB image, limit {limit / MB:.0f} MB per "
               f"worker: done in {seconds:.1f} s, peak RSS per worker {peaks} MB (idle {idles} MB),"
               f" workers restarted for their memory: {restarted}")
+
+        # ---- the real image, by the command line --------------------------------------
+        if not (REAL_DATA / REAL_IMAGE).exists():
+            print(f"real DAMIC-M image: skipped, {REAL_DATA / REAL_IMAGE} is absent")
+        else:
+            start = time.perf_counter()
+            with cluster(2) as client:
+                results["real_startup"] = time.perf_counter() - start
+                # a first copy through the same command: the workers' first compressed file
+                real_image_run(top / "real-warm-up", client, 1, args.real_timeout)
+                files, seconds, summary, catalogue = real_image_run(
+                    top / "real", client, args.real_copies, args.real_timeout)
+            results["real_rate"] = files / seconds
+            stopped = "" if summary else f", stopped after {args.real_timeout:g} s"
+            print(f"real DAMIC-M image ({REAL_IMAGE}), {args.real_copies} copies, skipperdask "
+                  f"run on 2 workers (cluster start-up {results['real_startup']:.2f} s, not "
+                  f"counted): {files} files in {seconds:.1f} s{stopped}, "
+                  f"{results['real_rate']:.2f} files/s")
+            if summary:
+                print(f"  its summary: {summary} (without the command's own start-up)")
+            if files:
+                print_real_image(catalogue)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -398,7 +532,11 @@ def main(argv=None):
          results["speedup"] >= 1.7),
         (f"image {memory_image_bytes / 1e6:.0f} MB, peak worker RSS (MB), no restart",
          f"{peak / MB:.0f}", f"< {limit / MB:.0f}", results["memory_ok"] and peak < limit),
+        ("cluster start-up, s", f"{results['startup']:.2f}", "<= 4", results["startup"] <= 4),
     ]
+    if "real_rate" in results:
+        rows.append(("real DAMIC-M image, files/s (skipperdask run)",
+                     f"{results['real_rate']:.2f}", ">= 8", results["real_rate"] >= 8))
     print()
     print(f"{'figure':48} {'measured':>10} {'target':>9}  result")
     print("-" * 78)

@@ -262,6 +262,10 @@ def _add_simulate(subparsers):
         ("--tracks", "tracks", int, None, "tracks and blobs of charge per amplifier"),
         ("--track-charge", "track_charge", float, None, "electrons per pixel of a track"),
         ("--charge-loss", "charge_loss", float, None, "probability to lose an e- per sample"),
+        ("--xrays", "xrays", int, None, "Fe-55-like X-ray clusters per amplifier"),
+        ("--hot-columns", "hot_columns", int, None, "hot columns per amplifier"),
+        ("--hot-column-current", "hot_column_current", float, None,
+         "extra electrons per pixel of a hot column"),
         ("--amps", "namps", int, None, "amplifiers per file, one HDU each"),
         ("--dtype", "dtype", str, DTYPES, "storage type"),
     ]

@@ -5,7 +5,8 @@ For amplifier ``a``, row ``r``, column ``c`` and sample ``s`` the stored value i
 
     value = pedestal + drift(r) + polarity * gain * q_s(r, c) + noise_s(r, c)
 
-- ``q_0(r, c)`` electrons: Poisson(``dark_current``), plus the charge of tracks and blobs;
+- ``q_0(r, c)`` electrons: Poisson(``dark_current``), plus the charge of tracks, blobs and
+  X-ray clusters, plus Poisson(``hot_column_current``) in the hot columns;
 - ``q_s``: each electron is lost with probability ``charge_loss`` at every transfer between
   two samples, so later samples see less charge (``q_s ~ Binomial(q_{s-1}, 1 - charge_loss)``);
 - ``noise_s``: Normal(0, ``read_noise``), independent for every sample, in ADU;
@@ -21,7 +22,9 @@ image ``(nrows, ncols)`` without ``NDCMS``; give them a file name containing ``A
 the seed's polarity rule reads them right. Stored integers saturate at the limits of their
 type, as an ADC does.
 
-The truth is written in every image header as ``SIM*`` keywords (see :func:`read_truth`).
+The truth is written in every image header as ``SIM*`` keywords (see :func:`read_truth`);
+those of the X-rays and hot columns only when they are set, so that images without them keep
+their bytes. :func:`cluster_fraction` gives the fraction of pixels that clusters hold.
 Random numbers are drawn row by row from generators seeded by ``(seed, amplifier, row)``, so a
 file is the same whatever block size it is written in, and :func:`simulate_pixels` gives exactly
 the values of the file.
@@ -36,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 from astropy.io import fits
+from scipy import special
 
 # on-disk type of each storable dtype: big-endian numpy type, BITPIX, BZERO
 _STORAGE = {
@@ -65,12 +69,19 @@ _TRUTH_KEYWORDS = {
     "tracks": ("SIMTRACK", "simulated tracks and blobs per amplifier"),
     "track_charge": ("SIMTRCHG", "simulated track charge [e-/pixel]"),
     "charge_loss": ("SIMCLOSS", "simulated loss probability per e- per sample"),
+    "xrays": ("SIMXRAY", "simulated X-ray clusters per amplifier"),
+    "hot_columns": ("SIMHOTC", "simulated hot columns per amplifier"),
+    "hot_column_current": ("SIMHOTI", "simulated hot-column current [e-/pixel]"),
     "namps": ("SIMNAMPS", "simulated amplifiers"),
     "dtype": ("SIMDTYPE", "simulated storage type"),
     "averaged": ("SIMAVG", "simulated averaged image"),
     "compressed": ("SIMCOMPR", "simulated tile compression"),
     "seed": ("SIMSEED", "simulation seed"),
 }
+
+# Truth fields written in the header only when they differ from their default: images
+# without them keep the bytes they had before these fields existed
+_WRITTEN_WHEN_SET = ("xrays", "hot_columns", "hot_column_current")
 
 # Acquisition keywords of a simulated image, those analysts correlate metrics with;
 # write_image(header=...) overrides them.
@@ -91,6 +102,13 @@ ACQUISITION_HEADER = {
 
 # one random stream per purpose, so that changing one does not reshuffle the others
 _PIXEL_STREAM, _TRACK_STREAM, _DRIFT_STREAM = 0, 1, 2
+_XRAY_STREAM, _HOT_COLUMN_STREAM, _HOT_CHARGE_STREAM = 3, 4, 5
+#: electrons of an Fe-55 X-ray (5.9 keV at 3.75 eV per pair) and their Fano factor
+XRAY_ELECTRONS, _FANO = 5900 / 3.75, 0.128
+#: diffusion of an X-ray's charge: Gaussian sigma, pixels, drawn uniformly in this range
+XRAY_SIGMA = (0.2, 1.2)
+#: half-width of the pixel window an X-ray's electrons land in: at least 5 of the largest sigma
+_XRAY_HALF_WIDTH = 6
 _SAMPLE_TIME = 10e-6  # s per sample, for the DATEEND of a campaign's images
 _FITS_BLOCK = 2880  # bytes: headers and data are padded to multiples of it
 _BLOCK_VALUES = 4_000_000  # values per written block: 32 MB of float64, whatever the image
@@ -127,6 +145,14 @@ class Truth:
         Mean electrons per pixel length of a track; a blob holds ten times that.
     charge_loss : float
         Probability that an electron is lost at each transfer between two samples.
+    xrays : int
+        Fe-55-like X-ray clusters per amplifier: :data:`XRAY_ELECTRONS` (about 1,570)
+        electrons each, with Fano-limited spread, diffused as a Gaussian whose sigma is drawn
+        uniformly in :data:`XRAY_SIGMA` pixels (from a point-like hit to a well diffused one).
+    hot_columns : int
+        Hot columns per amplifier, chosen at random: their pixels get extra charge.
+    hot_column_current : float
+        Mean extra electrons per pixel of a hot column (Poisson).
     namps : int
         Amplifiers in the file, one HDU each (``AMP1``, ``AMP2``, ...); with one amplifier and
         no compression the image is in the primary HDU, as in the seed's files.
@@ -154,6 +180,9 @@ class Truth:
     tracks: int = 0
     track_charge: float = 50.0
     charge_loss: float = 0.0
+    xrays: int = 0
+    hot_columns: int = 0
+    hot_column_current: float = 100.0
     namps: int = 1
     dtype: str | None = None
     averaged: bool = False
@@ -167,13 +196,14 @@ class Truth:
         if self.dtype is None:
             object.__setattr__(self, "dtype", "float32" if self.averaged else "uint32")
         sizes = (self.nrows, self.ncols, self.nskips, self.namps)
-        amounts = (self.read_noise, self.dark_current, self.track_charge, self.tracks)
+        amounts = (self.read_noise, self.dark_current, self.track_charge, self.tracks,
+                   self.xrays, self.hot_columns, self.hot_column_current)
         broken_rules = {
             "nrows, ncols, nskips and namps must be at least 1": min(sizes) < 1,
             "gain must be positive": self.gain <= 0,
-            "read_noise, dark_current, track_charge, tracks must not be negative": (
-                min(amounts) < 0
-            ),
+            "read_noise, dark_current, track_charge, tracks, xrays, hot_columns, "
+            "hot_column_current must not be negative": min(amounts) < 0,
+            "hot_columns must not exceed ncols": self.hot_columns > self.ncols,
             "charge_loss must be a probability": not 0 <= self.charge_loss <= 1,
             "polarity must be -1 or +1": self.polarity not in (-1, 1),
             f"drift_kind must be one of {DRIFT_KINDS}": self.drift_kind not in DRIFT_KINDS,
@@ -197,7 +227,7 @@ class SimulatedPixels(NamedTuple):
         ``(namps, nrows, ncols, nskips)`` float64 values, in ADU.
     electrons : numpy.ndarray
         ``(namps, nrows, ncols)`` int64 electrons of each pixel as its first sample sees them
-        (dark current plus tracks, before any charge loss).
+        (dark current, tracks, X-rays and hot columns, before any charge loss).
     """
 
     values: np.ndarray
@@ -223,6 +253,24 @@ def simulate_pixels(truth):
     for amp in range(truth.namps):
         _AmpSimulation(truth, amp).rows(0, truth.nrows, values[amp], electrons[amp])
     return SimulatedPixels(values, electrons)
+
+
+def cluster_fraction(truth):
+    """The fraction of pixels that hold charge of tracks, blobs or X-rays.
+
+    Dark current and hot columns do not count. Cheap: the pixels are not simulated.
+
+    Parameters
+    ----------
+    truth : Truth
+
+    Returns
+    -------
+    float
+        Over every amplifier, between 0 and 1.
+    """
+    hit = sum(len(_AmpSimulation(truth, amp).cluster_rows) for amp in range(truth.namps))
+    return hit / (truth.namps * truth.nrows * truth.ncols)
 
 
 def write_image(path, truth=Truth(), *, header=None, overwrite=False, block_rows=None):
@@ -289,7 +337,9 @@ def read_truth(path):
             if "SIMGAIN" in hdu.header:
                 return Truth(
                     **{
-                        field: hdu.header[keyword]
+                        field: hdu.header.get(keyword, getattr(Truth, field))
+                        if field in _WRITTEN_WHEN_SET
+                        else hdu.header[keyword]
                         for field, (keyword, _) in _TRUTH_KEYWORDS.items()
                     }
                 )
@@ -382,7 +432,10 @@ class _AmpSimulation:
         self.truth = truth
         self.amp = amp
         self.baseline = truth.pedestal + self._drift()
-        self.track_rows, self.track_cols, self.track_electrons = self._tracks()
+        self.cluster_rows, self.cluster_cols, self.cluster_electrons = self._clusters()
+        self.hot_columns = np.sort(
+            self._rng(_HOT_COLUMN_STREAM).choice(truth.ncols, truth.hot_columns, replace=False)
+        )
 
     def _rng(self, stream, row=0):
         return np.random.default_rng([self.truth.seed, stream, self.amp, row])
@@ -395,7 +448,8 @@ class _AmpSimulation:
         return np.concatenate([[0.0], np.cumsum(steps)])
 
     def _tracks(self):
-        """Pixels hit by tracks and blobs: rows, columns and electrons, sorted by row."""
+        """Electrons of tracks and blobs: rows, columns and electrons of every hit (a pixel
+        may repeat, some are outside the image)."""
         truth = self.truth
         rng = self._rng(_TRACK_STREAM)
         ys, xs, charges = [], [], []
@@ -416,11 +470,46 @@ class _AmpSimulation:
             xs.append(points[:, 1])
             charges.append(charge)
         if not charges:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+            return _no_hits()
         rows = np.floor(np.concatenate(ys)).astype(np.int64)
         cols = np.floor(np.concatenate(xs)).astype(np.int64)
-        charge = np.concatenate(charges)
+        return rows, cols, np.concatenate(charges)
+
+    def _xrays(self):
+        """Electrons of the X-ray clusters: rows, columns and electrons of every pixel of
+        each X-ray's window (zeros included, some outside the image)."""
+        truth = self.truth
+        if not truth.xrays:
+            return _no_hits()
+        rng = self._rng(_XRAY_STREAM)
+        centres = rng.uniform((0, 0), (truth.nrows, truth.ncols), (truth.xrays, 2))
+        sigmas = rng.uniform(*XRAY_SIGMA, truth.xrays)
+        electrons = np.maximum(
+            0, np.rint(rng.normal(XRAY_ELECTRONS, np.sqrt(_FANO * XRAY_ELECTRONS), truth.xrays))
+        ).astype(np.int64)
+        # each electron lands in a pixel with the Gaussian's integral over it: the counts of
+        # a window of pixels are multinomial (the few beyond the window are dropped)
+        offsets = np.arange(-_XRAY_HALF_WIDTH, _XRAY_HALF_WIDTH + 1)
+        first = np.floor(centres).astype(np.int64)[:, :, None] + offsets  # (xray, axis, pixel)
+        edges = np.concatenate([first, first[..., -1:] + 1], axis=-1)
+        cdf = special.ndtr((edges - centres[:, :, None]) / sigmas[:, None, None])
+        along_rows, along_cols = np.diff(cdf, axis=-1).transpose(1, 0, 2)
+        pixel_probability = (along_rows[:, :, None] * along_cols[:, None, :]).reshape(
+            truth.xrays, -1
+        )
+        beyond = np.clip(1 - pixel_probability.sum(axis=1, keepdims=True), 0, 1)
+        counts = rng.multinomial(electrons, np.concatenate([pixel_probability, beyond], 1))
+        rows = np.repeat(first[:, 0], len(offsets), axis=1).ravel()
+        cols = np.tile(first[:, 1], len(offsets)).ravel()
+        return rows, cols, counts[:, :-1].ravel()
+
+    def _clusters(self):
+        """Pixels hit by tracks, blobs and X-rays: rows, columns and electrons, by row."""
+        truth = self.truth
+        rows, cols, charge = (np.concatenate(parts) for parts in zip(
+            self._tracks(), self._xrays(), strict=True))
         inside = (rows >= 0) & (rows < truth.nrows) & (cols >= 0) & (cols < truth.ncols)
+        inside &= charge > 0
         pixels, where = np.unique(rows[inside] * truth.ncols + cols[inside], return_inverse=True)
         electrons = np.bincount(where, weights=charge[inside]).astype(np.int64)
         return pixels // truth.ncols, pixels % truth.ncols, electrons
@@ -428,15 +517,19 @@ class _AmpSimulation:
     def rows(self, start, stop, values, electrons):
         """Fill ``values (stop-start, ncols, nskips)`` and ``electrons (stop-start, ncols)``."""
         truth = self.truth
-        first, last = np.searchsorted(self.track_rows, [start, stop])
+        first, last = np.searchsorted(self.cluster_rows, [start, stop])
         noise = np.empty(values.shape, np.float32)
         for index, row in enumerate(range(start, stop)):
             rng = self._rng(_PIXEL_STREAM, row)
             electrons[index] = rng.poisson(truth.dark_current, truth.ncols)
             rng.standard_normal(out=noise[index], dtype=np.float32)
             on_row = slice(first, last)
-            hit = self.track_rows[on_row] == row
-            electrons[index, self.track_cols[on_row][hit]] += self.track_electrons[on_row][hit]
+            hit = self.cluster_rows[on_row] == row
+            electrons[index, self.cluster_cols[on_row][hit]] += self.cluster_electrons[on_row][hit]
+            if truth.hot_columns and truth.hot_column_current:
+                electrons[index, self.hot_columns] += self._rng(_HOT_CHARGE_STREAM, row).poisson(
+                    truth.hot_column_current, truth.hot_columns
+                )
             values[index] = 0.0
             if truth.charge_loss > 0:
                 # the full charge is added below with the baseline; here what later samples
@@ -449,6 +542,11 @@ class _AmpSimulation:
         values += (self.baseline[start:stop, None] + truth.polarity * truth.gain * electrons)[
             ..., None
         ]
+
+
+def _no_hits():
+    """Rows, columns and electrons of no pixel."""
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
 
 
 def _charge_seen(rng, electrons, nskips, loss):
@@ -488,7 +586,9 @@ def _image_header(truth, amp):
     if not truth.averaged:
         header["NDCMS"] = (truth.nskips, "samples per pixel")
     for field, (keyword, comment) in _TRUTH_KEYWORDS.items():
-        header[keyword] = (getattr(truth, field), comment)
+        value = getattr(truth, field)
+        if field not in _WRITTEN_WHEN_SET or value != getattr(Truth, field):
+            header[keyword] = (value, comment)
     return header
 
 

@@ -13,7 +13,9 @@ from astropy.io import fits
 from skipperdask.cli import main
 from skipperdask.simulate import (
     ACQUISITION_HEADER,
+    XRAY_ELECTRONS,
     Truth,
+    cluster_fraction,
     read_truth,
     simulate_campaign,
     simulate_pixels,
@@ -168,6 +170,34 @@ def test_tracks_add_large_charges():
     assert np.mean(with_tracks == quiet) > 0.9
 
 
+def test_xrays_hold_their_electrons_in_small_clusters():
+    truth = Truth(nrows=300, ncols=300, nskips=2, dark_current=0.0, xrays=20, seed=3)
+    electrons = simulate_pixels(truth).electrons[0]
+    # 20 X-rays of Fano-limited charge, none far enough out to lose electrons at the edge
+    assert electrons.sum() == pytest.approx(20 * XRAY_ELECTRONS, rel=0.02)
+    hit = np.count_nonzero(electrons)
+    assert hit == cluster_fraction(truth) * electrons.size
+    assert 20 <= hit <= 20 * 13**2  # each X-ray within its window, point-like or diffused
+    assert electrons.max() > 100
+
+
+def test_hot_columns_carry_their_current():
+    truth = Truth(nrows=400, ncols=50, nskips=2, dark_current=0.0, hot_columns=2,
+                  hot_column_current=3.0)
+    column_means = simulate_pixels(truth).electrons[0].mean(axis=0)
+    assert np.count_nonzero(column_means) == 2
+    # 400 pixels of Poisson(3) each: the mean is known to 0.09 e-
+    np.testing.assert_allclose(column_means[column_means > 0], 3.0, atol=0.4)
+    assert cluster_fraction(truth) == 0  # hot columns are not clusters
+
+
+def test_new_truth_fields_round_trip_and_default_images_keep_their_header(tmp_path):
+    truth = Truth(nrows=20, ncols=20, nskips=2, xrays=3, hot_columns=1, hot_column_current=7.5)
+    assert read_truth(write_image(tmp_path / "a.fits", truth)) == truth
+    header = fits.getheader(write_image(tmp_path / "b.fits", Truth(nrows=2, ncols=2, nskips=2)))
+    assert not {"SIMXRAY", "SIMHOTC", "SIMHOTI"} & set(header)
+
+
 def test_amplifiers_are_extensions_named_and_distinct(tmp_path):
     truth = Truth(nrows=10, ncols=12, nskips=4, namps=3, tracks=2)
     path = write_image(tmp_path / "Img_1.fits", truth)
@@ -292,6 +322,8 @@ def test_an_existing_file_is_never_replaced_silently(tmp_path):
         ({"charge_loss": 1.5}, "probability"),
         ({"dtype": "int8"}, "dtype"),
         ({"polarity": 0}, "polarity"),
+        ({"xrays": -1}, "negative"),
+        ({"ncols": 3, "hot_columns": 4}, "hot_columns"),
     ],
 )
 def test_impossible_truth_is_refused(fields, problem):
@@ -385,6 +417,9 @@ def test_command_line_help_describes_every_option(capsys):
         "--drift",
         "--tracks",
         "--charge-loss",
+        "--xrays",
+        "--hot-columns",
+        "--hot-column-current",
         "--amps",
         "--averaged",
         "--compress",
