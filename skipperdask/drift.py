@@ -10,8 +10,12 @@ consecutive rows, from the pixels outside clusters:
   frequency, φ = Σ exp(2πi (x - x0)/g): every peak x0 + g·k turns it by the same angle, so
   the charge does not bias it (as a block's mean or median would be, by λ) and no pixel is
   cut away; its noise is g / (2π |φ| √(2n)) for n pixels;
-- without a gain (no charge to speak of), from the median of the zero peak's pixels
-  (within 3σ of x0), whose noise is 1.25 σ/√n.
+- without a gain, or when the peaks overlap so much that the phase is lost in the noise,
+  from the lower quartile of the block's pixels: a drift moves every quantile by its own
+  amount, and the dark current, the same in every block, does not change the blocks'
+  differences; its noise is √(p(1 - p))/density, 1.4-3 σ/√n.
+
+Whichever of the two is less noisy on the image is used.
 
 Blocks hold enough rows for a level to 0.1σ. The blocks' levels are compared with their
 errors: when their χ² stands ``DRIFT_Z`` standard deviations above its mean and their rms
@@ -35,6 +39,11 @@ DRIFT_NOISE_FRACTION = 0.1
 DRIFT_Z = 5.0
 #: a block's level is measured to this fraction of σ
 LEVEL_PRECISION = 0.1
+#: corrections at most (each one measured on the image the last one left)
+DRIFT_PASSES = 4
+#: the quantile a block's level is read from without a phase (the lower quartile: within
+#: the zero peak unless λ ≳ 1)
+LEVEL_QUANTILE = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ def row_levels(average, kept, *, x0, gain, sigma):
     x0, sigma : float
         The fitted zero-electron peak and noise.
     gain : float
-        The fitted gain, or NaN when there is none (then the zero peak's median is used).
+        The fitted gain, or NaN when there is none.
 
     Returns
     -------
@@ -76,28 +85,32 @@ def row_levels(average, kept, *, x0, gain, sigma):
     """
     rows = average.shape[0]
     offsets = np.where(kept, average - x0, 0.0)
+    count = kept.sum(axis=1)
+    total = max(int(count.sum()), 1)
+    # the quantile's noise per pixel, √(p(1 - p)) over the density there
+    where = np.quantile(offsets[kept], LEVEL_QUANTILE) if total > 1 else 0.0
+    density = np.count_nonzero(kept & (np.abs(offsets - where) < 0.25 * sigma)) / (
+        0.5 * sigma * total)
+    quantile_noise = np.sqrt(LEVEL_QUANTILE * (1 - LEVEL_QUANTILE)) / max(density, 1e-300)
+    phase_noise = np.inf
     if np.isfinite(gain):
         turns = np.where(kept, np.exp(2j * np.pi * offsets / gain), 0.0)
-        per_row, count = turns.sum(axis=1), kept.sum(axis=1)
-        contrast = abs(per_row.sum()) / max(count.sum(), 1)  # |φ| = exp(-2π²σ²/g²)
-        if not contrast > 0:
-            return RowLevels(np.zeros(rows), np.nan, False)
-        # pixels for a level to LEVEL_PRECISION σ
-        needed = (gain / (2 * np.pi * contrast * LEVEL_PRECISION * sigma)) ** 2 / 2
-        bounds = _blocks(count, needed)
+        per_row = turns.sum(axis=1)
+        contrast = abs(per_row.sum()) / total  # |φ| = exp(-2π²σ²/g²)
+        if contrast > 0:
+            phase_noise = gain / (2 * np.pi * contrast * np.sqrt(2))
+    noise = min(phase_noise, quantile_noise)
+    # blocks of rows with enough pixels for a level to LEVEL_PRECISION σ
+    bounds = _blocks(count, (noise / (LEVEL_PRECISION * sigma)) ** 2)
+    counts = np.add.reduceat(count, bounds[:-1])
+    errors = noise / np.sqrt(np.maximum(counts, 1))
+    if phase_noise <= quantile_noise:
         sums = np.add.reduceat(per_row, bounds[:-1])
-        counts = np.add.reduceat(count, bounds[:-1])
         reference = np.angle(per_row.sum())
         levels = np.angle(sums * np.exp(-1j * reference)) * gain / (2 * np.pi)
-        errors = gain / (2 * np.pi * contrast * np.sqrt(2 * np.maximum(counts, 1)))
     else:
-        zero = kept & (np.abs(offsets) < 3 * sigma)
-        count = zero.sum(axis=1)
-        bounds = _blocks(count, (1.25 / LEVEL_PRECISION) ** 2)
-        counts = np.add.reduceat(count, bounds[:-1])
-        levels = np.array([np.median(offsets[a:b][zero[a:b]]) if n else 0.0
+        levels = np.array([np.quantile(offsets[a:b][kept[a:b]], LEVEL_QUANTILE) if n else 0.0
                            for a, b, n in zip(bounds[:-1], bounds[1:], counts, strict=True)])
-        errors = 1.25 * sigma / np.sqrt(np.maximum(counts, 1))
     usable = counts > 0
     if np.count_nonzero(usable) < 3:
         return RowLevels(np.zeros(rows), np.nan, False)
@@ -142,7 +155,18 @@ def remove_row_drift(average, kept, *, x0, gain, sigma, quantum):
     found = row_levels(average, kept, x0=x0, gain=gain, sigma=sigma)
     if not found.drifts:
         return None, found
-    shift = found.levels
-    if quantum > 0:
-        shift = np.round(shift / quantum) * quantum
-    return average - shift[:, None], found
+    # measure again on the corrected image, a few times: a level between blocks is
+    # interpolated, and a weak drift may hide at first behind a strong one
+    image, levels, total = average, found, np.zeros(average.shape[0])
+    for _ in range(DRIFT_PASSES):
+        shift = levels.levels
+        if quantum > 0:
+            shift = np.round(shift / quantum) * quantum
+        if not np.any(shift):
+            break
+        total = total + shift
+        image = average - total[:, None]
+        levels = row_levels(image, kept, x0=x0, gain=gain, sigma=sigma)
+        if not levels.drifts:
+            break
+    return image, found

@@ -142,8 +142,9 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if not search.fits:
         if zero is not None and (no_gain or not gains):
             # nothing but the zero peak: its width is the noise
-            return missing_fit({"gain": no_gain, "lam": no_gain}, x0=zero.x0, sigma=zero.sigma,
-                               x0_err=zero.x0_err, sigma_err=zero.sigma_err)
+            alone = missing_fit({"gain": no_gain, "lam": no_gain}, x0=zero.x0, sigma=zero.sigma,
+                                x0_err=zero.x0_err, sigma_err=zero.sigma_err)
+            return _estimated(alone, alone)
         return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
     best = min(search.fits, key=_excess)
     reason = (f"model does not describe the data (reduced chi2 = {best.chi2_reduced:.3g}, "
