@@ -322,6 +322,8 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     return refit, ValueCounts.of_values(image)
 
 
+#: a mask that would leave less than this fraction of the pixels is not used
+MAX_MASKED = 0.95
 #: fits with a new cluster mask, at most: the mask's thresholds follow the fitted λ
 MASK_ITERATIONS = 3
 
@@ -341,6 +343,9 @@ def _masked_fit(analysis, fit, bin_width, settings):
                             seed_electrons=settings.mask_seed_electrons,
                             halo=settings.mask_halo, hot_threshold=settings.mask_hot_threshold)
         unchanged = mask is not None and np.array_equal(new.masked, mask.masked)
+        if new.fraction > MAX_MASKED:
+            # the thresholds in electrons of a fit that is no fit (a flat field, say)
+            break
         mask = new
         if unchanged or not mask.masked.any():
             break

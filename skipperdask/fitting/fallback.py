@@ -81,7 +81,8 @@ def _poisson_from_areas(electrons, areas, area_errors):
     """λ, its error and the total from areas of peaks of k electrons, weighted by their errors."""
     areas = np.asarray(areas, dtype=float)
     errors = np.maximum(np.asarray(area_errors, dtype=float), 1.0)
-    start_lam = max(areas[electrons == 1].sum() / max(areas[electrons == 0].sum(), 1.0), 1e-3)
+    start_lam = np.clip(areas[electrons == 1].sum() / max(areas[electrons == 0].sum(), 1.0),
+                        1e-3, 49.0)
 
     def residuals(p):
         return (areas - p[0] * stats.poisson.pmf(electrons, p[1])) / errors

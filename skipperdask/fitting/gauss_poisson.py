@@ -80,6 +80,13 @@ NPARAMS = 5
 
 #: the largest gain searched, in units of the noise: σ/g = 0.02 is beyond any skipper CCD
 MAX_GAIN_IN_SIGMA = 50.0
+#: the largest dark current searched, e⁻/pixel (campaigns hold up to a few): a start
+#: beyond it is a flat field or a wrong gain
+MAX_LAMBDA = 20.0
+#: most bins of a fitted histogram
+MAX_FIT_BINS = 2000
+#: starts fitted at most: the right gain is among the first candidates when there is one
+MAX_STARTS = 12
 #: the acceptance test unless the caller gives one
 DEFAULT_ACCEPTANCE = Acceptance()
 
@@ -142,9 +149,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if not search.fits:
         if zero is not None and (no_gain or not gains):
             # nothing but the zero peak: its width is the noise
-            alone = missing_fit({"gain": no_gain, "lam": no_gain}, x0=zero.x0, sigma=zero.sigma,
-                                x0_err=zero.x0_err, sigma_err=zero.sigma_err)
-            return _estimated(alone, alone)
+            return _zero_peak_alone(values, bin_width, zero, no_gain, acceptance)
         return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
     best = min(search.fits, key=_excess)
     reason = (f"model does not describe the data (reduced chi2 = {best.chi2_reduced:.3g}, "
@@ -153,6 +158,24 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if zero is None:
         return _estimated(without(rejected, reason, ("x0",)), best)
     return _estimated(dataclasses.replace(rejected, x0=zero.x0, x0_err=zero.x0_err), best)
+
+
+def _zero_peak_alone(values, bin_width, zero, reason, acceptance):
+    """The fit of an image with nothing but a zero peak (no charge to find a gain in): its
+    width is the noise if a Gaussian describes the peak out to 5σ on both sides (a flat
+    field's or a merged lump's width is not), else σ is missing too."""
+    alone = missing_fit({"gain": reason, "lam": reason}, x0=zero.x0, sigma=zero.sigma,
+                        x0_err=zero.x0_err, sigma_err=zero.sigma_err)
+    counts, edges = histogram(values, zero.x0 - 5 * zero.sigma, zero.x0 + 5 * zero.sigma,
+                              bin_width)
+    expected, _ = counts_and_derivatives(edges, [zero.x0, zero.sigma, 1.0, 0.0, counts.sum()], 0)
+    test = goodness_of_fit(counts, expected, 3)
+    alone = _estimated(dataclasses.replace(alone, chi2_reduced=test.chi2_reduced,
+                                           ndof=test.ndof, edges=edges, counts=counts), alone)
+    if test.passes(acceptance):
+        return alone
+    return without(alone, f"the zero-electron peak is not a Gaussian (reduced chi2 = "
+                          f"{test.chi2_reduced:.3g}): no noise without peaks", ("sigma",))
 
 
 def _free_heights(poisson, acceptance):
@@ -244,6 +267,7 @@ class _Search:
         self.top = float(values.quantile(0.999))
         self.fits = []
         self.tried_free_heights = False
+        self.starts = 0
 
     def first_accepted(self, gains):
         """The first fit that passes the acceptance test (its peaks resolved or not: an
@@ -256,6 +280,9 @@ class _Search:
         """
         for gain in gains:
             for x0 in self._teeth(gain):
+                if self.starts >= MAX_STARTS:
+                    return None
+                self.starts += 1
                 fit = self._fit(x0, gain)
                 if fit is None:
                     continue
@@ -290,13 +317,18 @@ class _Search:
         values, sigma = self.values, self.sigma
         count, mean, _ = moments(values, x0 - 6 * sigma, min(self.top, x0 + 40 * gain),
                                  gain / 8)
-        lam = np.clip((mean - x0) / gain, 1e-4, 50.0) if count else 1e-4
+        lam = max((mean - x0) / gain, 1e-4) if count else 1e-4
+        if lam > MAX_LAMBDA:
+            return None  # not a dark exposure at this gain (a flat field, a wrong gain)
         params = np.array([x0, sigma, gain, lam, float(values.size)])
         k_top = populated(params[4], lam)
         # bins of about a third of the noise or of half the gain, whichever is finer (the
-        # noise from both estimates: at large λ the zero peak's may be the merged peaks'):
-        # the fit costs per bin, and odd factors keep the edges between quantised values
+        # noise from both estimates: at large λ the zero peak's may be the merged peaks'),
+        # and at most MAX_FIT_BINS of them: the fit costs per bin, and odd factors keep
+        # the edges between quantised values
         finest = min(sigma, self.scale, gain / 2) / 3
+        span = gain * (k_top + 3) + 10 * sigma
+        finest = max(finest, span / MAX_FIT_BINS)
         width = self.bin_width * _odd_factor(finest / self.bin_width)
         for _ in range(3):
             counts, edges = histogram(values, min(self.bottom, x0 - 5 * sigma),
@@ -307,7 +339,7 @@ class _Search:
                 return counts_and_derivatives(edges, p, kmax)
 
             lower = [edges[0], 1e-3 * sigma, gain / 1.5, 0.0, 0.0]
-            upper = [edges[-1], 20 * sigma, gain * 1.5, 50.0, np.inf]
+            upper = [edges[-1], 20 * sigma, gain * 1.5, 1.5 * MAX_LAMBDA, np.inf]
             fit = fit_binned_poisson(model, params, lower, upper, counts)
             if not fit.converged:
                 return None
