@@ -20,6 +20,12 @@ q = (value - x0)/g from a first fit:
    all columns) above the median column: masked whole.
 
 The thresholds follow λ, so that dark current itself is never masked, whatever its level.
+
+When the first fit finds no peaks to count electrons with (tracks and clusters fill so much
+of the image that they swamp them), :func:`bright_areas` masks the obvious first, without a
+gain: pixels whose 3×3 neighbourhood's mean stands 6 standard deviations above that of the
+darker half of the image (charge spread over neighbours is a cluster; dark current is not
+correlated between neighbours), with the halo. The fit on the rest gives the electrons.
 ``tailRatio`` still counts every pixel: it measures what lies beyond the noise, clusters
 included. The mask is computed on the whole average image of an amplifier, after the row
 chunks are combined, so it does not depend on the chunking or the number of workers.
@@ -137,3 +143,41 @@ def _hot_lines(charge, excluded, variance, threshold, axis):
         error = np.sqrt(variance / np.maximum(count, 1))
     hot = valid & (mean - median > threshold * np.maximum(error, spread))
     return np.flatnonzero(hot)
+
+
+#: a 3×3 mean this many of its standard deviations above the dark areas' is a cluster
+BRIGHT_THRESHOLD = 6.0
+#: pixels sampled for the dark areas' level and spread
+BRIGHT_SAMPLE = 100_000
+
+
+def bright_areas(average, *, halo=HALO):
+    """The pixels in and around obvious clusters, found without a gain (module docstring).
+
+    Parameters
+    ----------
+    average : ndarray (rows, cols)
+        Charge raising the value.
+    halo : int
+
+    Returns
+    -------
+    ndarray of bool (rows, cols)
+    """
+    finite = np.isfinite(average)
+    if not finite.any():
+        return np.zeros(average.shape, bool)
+    filled = np.where(finite, average, np.median(average[finite]))
+    local = ndimage.uniform_filter(filled, size=3, mode="nearest")
+    sample = local.ravel()[:: max(local.size // BRIGHT_SAMPLE, 1)]
+    # the dark areas from the lower quantiles: clusters may cover half the image
+    low, quartile = np.quantile(sample, [0.05, 0.25])
+    spread = (quartile - low) / (stats.norm.ppf(0.25) - stats.norm.ppf(0.05))
+    if not spread > 0:
+        return np.zeros(average.shape, bool)
+    level = quartile - stats.norm.ppf(0.25) * spread
+    bright = local > level + BRIGHT_THRESHOLD * spread
+    # the 3×3 mean already reaches one pixel beyond a cluster
+    grown = ndimage.maximum_filter(bright, size=2 * halo + 1, mode="constant") if halo else bright
+    return grown & finite
+

@@ -14,7 +14,7 @@ import xarray as xr
 
 from . import config, fitting
 from .drift import remove_row_drift, row_levels
-from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS
+from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas
 from .mask import cluster_mask as mask_clusters
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
 
@@ -322,6 +322,13 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     return refit, ValueCounts.of_values(image)
 
 
+def _unmasked_values(values, average, masked):
+    """The distribution of the pixels outside ``masked``, from the image's ``values``."""
+    if masked.mean() < 0.5:  # the distribution less the few masked pixels: no sort
+        return values.without(average[masked])
+    return ValueCounts.of_values(average[~masked])
+
+
 #: a mask that would leave less than this fraction of the pixels is not used
 MAX_MASKED = 0.95
 #: fits with a new cluster mask, at most: the mask's thresholds follow the fitted λ
@@ -335,6 +342,12 @@ def _masked_fit(analysis, fit, bin_width, settings):
     average = analysis.statistics.average
     values = analysis.statistics.average_values
     mask = None
+    if not _resolved(fit.estimate):
+        # no electrons to threshold in: mask what is obvious without them and fit again
+        bright = bright_areas(average, halo=settings.mask_halo)
+        if bright.any() and bright.mean() < MAX_MASKED:
+            fit = fitting.fit_gauss_poisson(_unmasked_values(values, average, bright),
+                                            bin_width=bin_width, acceptance=settings.acceptance)
     for _ in range(MASK_ITERATIONS):
         if not _resolved(fit.estimate):
             break  # no electrons to threshold in: the fit stands on every pixel
@@ -349,11 +362,8 @@ def _masked_fit(analysis, fit, bin_width, settings):
         mask = new
         if unchanged or not mask.masked.any():
             break
-        if mask.fraction < 0.5:  # the distribution less the few masked pixels: no sort
-            kept = values.without(average[mask.masked])
-        else:
-            kept = ValueCounts.of_values(average[~mask.masked])
-        fit = fitting.fit_gauss_poisson(kept, bin_width=bin_width,
+        fit = fitting.fit_gauss_poisson(_unmasked_values(values, average, mask.masked),
+                                        bin_width=bin_width,
                                         acceptance=settings.acceptance, start=fit.estimate)
     analysis.mask = mask
     if mask is None:

@@ -182,8 +182,9 @@ def _free_heights(poisson, acceptance):
     """The free-heights fit (:mod:`.free_heights`) from a rejected Poisson-heights fit with
     resolved peaks, if it passes the acceptance test with resolved peaks; else None.
 
-    λ = a_1/a_0; the one-electron area must stand 5 standard errors above 0 (free heights
-    at a fraction of the true gain, with empty peaks between, would fit as well).
+    λ = a_1/a_0; the zero- and one-electron areas must stand 5 standard errors above 0 (free
+    heights at a fraction of the true gain, with empty peaks between, or on a comb shifted
+    by one peak, would fit as well).
     """
     if not poisson.sigma / poisson.gain < RESOLUTION_LIMIT:
         return None
@@ -201,9 +202,11 @@ def _free_heights(poisson, acceptance):
     cov = fit.cov * pdg_scale(test.chi2_reduced)
     (x0, sigma, gain), (a0, a1) = fit.params[:3], fit.params[4:6]
     errors = np.sqrt(np.diag(cov))
-    if not (a0 > 0 and a1 > 5 * errors[5]):
-        return None
+    if not (a0 > 5 * errors[4] and a1 > 5 * errors[5]):
+        return None  # an empty zero peak (a comb one tooth too low) or one-electron peak
     lam = a1 / a0
+    if lam > MAX_LAMBDA:
+        return None
     lam_err = lam * np.sqrt(cov[4, 4] / a0**2 + cov[5, 5] / a1**2 - 2 * cov[4, 5] / (a0 * a1))
     result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[4:].sum(), *errors[:3], lam_err,
                              test.chi2_reduced, test.ndof, "free-heights", poisson.edges,
