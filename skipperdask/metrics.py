@@ -242,7 +242,7 @@ def _average_image_fit(analysis, bin_width, settings):
     if bin_width == "auto":
         bin_width = _peaks_bin_width(analysis, values)
     fit = fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance)
-    fit = _masked_fit(analysis, fit, bin_width, settings)
+    fit = _masked_fit(analysis, analysis.statistics.average, values, fit, bin_width, settings)
     fit, values = _drift_corrected_fit(analysis, fit, bin_width, settings)
     analysis.peaks_fit = fit
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
@@ -309,17 +309,19 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     analysis.values["baselineCorrected"] = float(image is not None)
     if image is None:
         return fit, values
-    refit = fitting.fit_gauss_poisson(ValueCounts.of_values(image[kept]), bin_width=bin_width,
-                                      acceptance=settings.acceptance, start=fit.estimate)
+    # the clusters again on the corrected image (a drift moves the thresholds), then the fit
+    values = ValueCounts.of_values(image)
+    refit = _masked_fit(analysis, image, values, fit, bin_width, settings)
     x0, sigma, gain, _ = refit.estimate
     if np.isfinite(sigma):
+        kept = np.isfinite(image) & (True if analysis.mask is None else ~analysis.mask.masked)
         left = row_levels(image, kept, x0=x0, gain=gain if _resolved(refit.estimate) else np.nan,
                           sigma=sigma)
         if left.drifts:
             reason = (f"the rows' zero level drifts by {left.rms:.3g} ADU rms even after "
                       "correction: rerun with --baseline row-median")
             refit = fitting.model.without(refit, reason, ("sigma",))
-    return refit, ValueCounts.of_values(image)
+    return refit, values
 
 
 def _unmasked_values(values, average, masked):
@@ -335,12 +337,11 @@ MAX_MASKED = 0.95
 MASK_ITERATIONS = 3
 
 
-def _masked_fit(analysis, fit, bin_width, settings):
-    """The fit of the pixels outside clusters (:mod:`skipperdask.mask`), the mask following
-    the fit's estimate of x0, σ, g and λ until it no longer changes; the mask's figures go
-    into the analysis."""
-    average = analysis.statistics.average
-    values = analysis.statistics.average_values
+def _masked_fit(analysis, average, values, fit, bin_width, settings):
+    """The fit of the pixels of ``average`` (whose distribution is ``values``) outside
+    clusters (:mod:`skipperdask.mask`), the mask following the estimate of x0, σ, g and λ
+    of ``fit`` (a fit of the image) until it no longer changes; the mask's figures go into
+    the analysis."""
     mask = None
     if not _resolved(fit.estimate):
         # no electrons to threshold in: mask what is obvious without them and fit again

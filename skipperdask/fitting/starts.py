@@ -20,7 +20,7 @@ peaks, x0 modulo g (:func:`peak_phase`), so the fit starts on the peaks' comb.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage, signal, stats
 
 from ..stats import ValueCounts
 from .gaussian import GaussianFit, fit_gaussian
@@ -197,9 +197,13 @@ def search_top(values, x0, sigma):
 
 def residual_gains(values, bin_width, zero):
     """Candidate gains: offsets of residual peaks above the zero-electron peak, or a reason."""
-    top, n_charged = search_top(values, zero.x0, zero.sigma)
-    if n_charged < MIN_PEAK_PIXELS:
-        return [], f"{NOT_RESOLVED_FEW} {n_charged} pixels above the zero-electron peak"
+    top, _ = search_top(values, zero.x0, zero.sigma)
+    # pixels above x0 + 3σ beyond the zero peak's own tail (the one-electron peak lies at
+    # 2-3σ when σ/g ≈ 0.35-0.5)
+    tail = zero.area * stats.norm.sf(3.0)
+    excess = int(values.count_above(zero.x0 + 3 * zero.sigma) - tail)
+    if excess < max(MIN_PEAK_PIXELS, 5 * np.sqrt(tail)):
+        return [], f"{NOT_RESOLVED_FEW} {max(excess, 0)} pixels above the zero-electron peak"
     counts, edges = histogram(values, zero.x0 - 5 * zero.sigma, top, bin_width)
     width = np.diff(edges[:2])[0]
     residual = counts - zero.area * bin_probabilities(edges, [zero.x0], zero.sigma)[0]
