@@ -82,9 +82,9 @@ def dataset_from_layout(layout):
     -------
     xarray.Dataset
         Variable ``pixels`` ``(amp, row, col, skip)`` with attributes ``path``, ``polarity``,
-        ``nskips`` and ``amp_headers`` (amp name -> header dict); coordinates ``amp``,
-        ``hdu`` (on ``amp``), ``row``, ``col``, ``skip``; the primary header's numbers and
-        strings as the Dataset's attributes.
+        ``polarity_source``, ``nskips`` and ``amp_headers`` (amp name -> header dict);
+        coordinates ``amp``, ``hdu`` (on ``amp``), ``row``, ``col``, ``skip``; the primary
+        header's numbers and strings as the Dataset's attributes.
     """
     array = PixelArray(layout)
     nskips = array.shape[3]
@@ -94,6 +94,7 @@ def dataset_from_layout(layout):
         attrs={
             "path": layout.path,
             "polarity": layout.polarity,
+            "polarity_source": layout.polarity_source,
             "nskips": nskips,
             "amp_headers": {amp.name: amp.header for amp in layout.amps},
         },

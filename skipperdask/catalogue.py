@@ -14,8 +14,11 @@ of the amplifier names of all images, naturally sorted: ``ds.skNoise.sel(amp="CC
   ``ds.skNoise.plot.line(x="time")`` works;
 - ``size`` (bytes), ``mtime`` (``os.stat().st_mtime``, seconds), ``status`` (``"ok"`` or
   ``"failed"``), ``error`` (the file-level error message, ``""`` when ok), ``elapsed`` (seconds
-  spent on the image), ``committed`` (when it entered the catalogue), ``polarity`` (±1, 0 when
-  unknown) over ``image``;
+  spent on the image), ``committed`` (when it entered the catalogue) over ``image``;
+- ``polarity`` (±1; 0 when unknown, as for a failed file; -1 padding where ``amp_present`` is
+  False) and ``polarity_source`` (``"option"``, ``"header"``, ``"name"``, ``"data"`` or
+  ``"default"``: what decided it) over (image, amp), as the metrics give them (catalogues of
+  earlier versions hold one ``polarity`` per image: it spreads over the amplifiers);
 - ``amp_present`` (image, amp): whether the file has that amplifier;
 - every variable of :func:`skipperdask.metrics.image_metrics`, over (image, amp) or
   (image, amp, nsamp): the metrics, their ``_err`` and their ``_reason``;
@@ -120,8 +123,11 @@ _IMAGE_VARIABLES = (
     "elapsed",
     "committed",
     "polarity",
+    "polarity_source",
 )
 _RESERVED = frozenset(_IMAGE_VARIABLES) | {"image", "amp", "nsamp", "amp_present"}
+# bookkeeping the metrics give per amplifier (polarity is decided amplifier by amplifier)
+_FROM_METRICS = frozenset({"polarity", "polarity_source"})
 _NOT_KEYWORDS = frozenset({"", "COMMENT", "HISTORY"})
 
 
@@ -347,7 +353,7 @@ def _block_from_record(record, committed, taken):
         for name, var in metrics.variables.items():
             if name in metrics.dims:
                 continue
-            if name in _RESERVED:
+            if name in _RESERVED - _FROM_METRICS:
                 raise ValueError(f"{record.path}: metrics variable {name!r} is a catalogue name")
             put(name, var.dims, var.values, dict(var.attrs))
 
@@ -362,7 +368,8 @@ def _block_from_record(record, committed, taken):
     put("mtime", (), np.float64(record.mtime))
     put("elapsed", (), np.float64(record.elapsed))
     put("committed", (), committed)
-    put("polarity", (), np.int64(0 if metrics is None else metrics.attrs.get("polarity") or 0))
+    if "polarity" not in variables:  # a failed file, or metrics without per-amp polarity
+        put("polarity", (), np.int64(0 if metrics is None else metrics.attrs.get("polarity") or 0))
     put("amp_present", ("amp",), np.ones(len(amps), dtype=bool))
 
     primary = {}
@@ -844,9 +851,9 @@ def _csv_cell(x):
 def format_csv(ds):
     """The catalogue as CSV text, one row per image × amplifier.
 
-    Columns: ``path, amp``, the per-image bookkeeping (``status, error, time, time_source,
-    size, mtime, elapsed, committed, polarity``), every metric followed by its ``_err``, every
-    ``_reason``, ``noise_vs_n_<n>`` for each number of averaged samples, then the header
+    Columns: ``path, amp``, the bookkeeping (``status, error, time, time_source, size, mtime,
+    elapsed, committed, polarity, polarity_source``), every metric followed by its ``_err``,
+    every ``_reason``, ``noise_vs_n_<n>`` for each number of averaged samples, then the header
     keywords. Missing numbers are empty cells; times are ISO 8601 (UTC); floats are written
     with all their digits.
 

@@ -45,8 +45,9 @@ def _add_cluster_options(parser):
 def _add_metric_options(parser, chunks=True):
     group = parser.add_argument_group("metrics")
     group.add_argument("--polarity", type=int, choices=(-1, 1),
-                       help="sign of charge in the stored values, overriding the rule: -1 unless "
-                       "the file name contains Avg or the header says IMAGE='averaged'")
+                       help="sign of charge in the stored values, overriding the rule: +1 when "
+                       "the header says IMAGE='averaged' or the file name contains Avg, else "
+                       "the side of each amplifier's charge tail, else -1")
     group.add_argument("--baseline", choices=("none", "row-median"),
                        help="subtract each row's median (use when the baseline drifts along "
                        "rows; default: none)")

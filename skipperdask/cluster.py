@@ -23,6 +23,7 @@ from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
 
 from . import config
+from .blas import SingleThreadedBLAS
 
 
 @contextlib.contextmanager
@@ -69,7 +70,8 @@ def connect(
     Yields
     ------
     distributed.Client
-        Closed on exit, together with any cluster started here.
+        Closed on exit, together with any cluster started here. Its workers' BLAS runs on
+        one thread (:class:`skipperdask.blas.SingleThreadedBLAS`, also on a running cluster).
 
     Raises
     ------
@@ -80,6 +82,7 @@ def connect(
     if address is not None or scheduler_file is not None:
         # a running cluster: closing the client leaves it running for its other users
         with Client(address, scheduler_file=_optional_str(scheduler_file)) as client:
+            client.register_plugin(SingleThreadedBLAS())
             yield client
         return
 
@@ -96,6 +99,7 @@ def connect(
                 dashboard_address=dashboard_address or config.get("dashboard-address"),
             )
     with cluster, Client(cluster) as client:
+        client.register_plugin(SingleThreadedBLAS())
         yield client
 
 

@@ -6,6 +6,7 @@ computes the same statistics chunk by chunk on a cluster and calls
 ``<name>_reason`` variable says why.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 import dask
@@ -13,10 +14,14 @@ import numpy as np
 import xarray as xr
 
 from . import config, fitting
+from .blas import single_threaded_blas
 from .drift import remove_row_drift, row_levels
 from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas
 from .mask import cluster_mask as mask_clusters
+from .reader import resolve_polarity
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
+
+logger = logging.getLogger(__name__)
 
 #: metrics with a one-sigma uncertainty ``<name>_err``
 FITTED = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution")
@@ -40,6 +45,11 @@ UNITS = {
     "noise_vs_n": "ADU", "maskedFraction": "1", "clusters": "1", "hotColumns": "1",
     "baselineDrift": "ADU", "baselineCorrected": "1",
 }
+#: the data decide the polarity from the tails of the average image beyond this many of its
+#: most extreme pixels on each side (a few bad pixels must not decide)
+POLARITY_TAIL_PIXELS = 10
+#: ... when one tail reaches this many times farther from the median than the other
+POLARITY_TAIL_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class AmpAnalysis:
     """
 
     statistics: ImageStatistics
+    polarity_source: str = "default"  # what decided statistics.plan.polarity
     entropies: np.ndarray = None  # of single-sample images 0 … n-1
     entropy_line: object = None  # fitting.LineFit of entropies against sample index
     sample_noise_fits: list = field(default_factory=list)  # fitting.GaussianFit per sample
@@ -132,6 +143,9 @@ def _single_sample_noise(analysis):
     if stats.plan.nskips == 1 and not stats.integer_valued:
         # an averaged file (the seed's imgNoise is then the noise of the average): its
         # values are in memory and its noise may be far below the 1-ADU bins
+        if not analysis.noise_fits:
+            _missing(analysis, "imgNoise", analysis.reasons["noise_vs_n"])
+            return
         analysis.sample_noise_fits.append(analysis.noise_fits[0])
     else:
         _fit_single_samples(analysis)
@@ -430,7 +444,95 @@ def _variances(analysis):
         analysis.values["clustVar"] = _median(stats.cluster_variance)
 
 
-def analyse(statistics, *, bin_width=None, fit_settings=None):
+def charge_side(values):
+    """On which side of the zero-charge peak the charge of an image lies, from its values.
+
+    Charge only adds: dark current, clusters and tracks make a long tail on the charge side
+    of the median, while the other side ends where the noise of the emptiest pixels ends
+    (in an illuminated flat field: at the level of its empty pixels, far closer than the
+    tracks reach). The tails are measured beyond the ``POLARITY_TAIL_PIXELS`` most extreme
+    pixels on each side: the side whose tail reaches ``POLARITY_TAIL_RATIO`` times farther
+    from the median than the other holds the charge.
+
+    Parameters
+    ----------
+    values : skipperdask.stats.ValueCounts
+        The average image.
+
+    Returns
+    -------
+    int
+        +1: charge raises the values; -1: it lowers them; 0: the data cannot tell (too few
+        pixels, or tails of similar lengths, as in an image of noise alone).
+    """
+    if values.size <= 2 * POLARITY_TAIL_PIXELS:
+        return 0
+    low, high = values.order_statistics(
+        [POLARITY_TAIL_PIXELS - 1, values.size - POLARITY_TAIL_PIXELS])
+    median = float(values.quantile(0.5))
+    below, above = median - float(low), float(high) - median
+    if above > POLARITY_TAIL_RATIO * below:
+        return 1
+    if below > POLARITY_TAIL_RATIO * above:
+        return -1
+    return 0
+
+
+def settle_polarity(statistics, source):
+    """The statistics in the frame where charge raises the value, and what decided it.
+
+    When nothing but the default decided the polarity (``source == "default"``), the data
+    decide (:func:`charge_side`) and the statistics are flipped if they say the other way;
+    when the data cannot tell, the default stands.
+
+    Parameters
+    ----------
+    statistics : skipperdask.stats.ImageStatistics
+        Computed with the provisional polarity ``statistics.plan.polarity``.
+    source : {"option", "header", "name", "default"}
+        What decided that polarity (:func:`skipperdask.reader.resolve_polarity`).
+
+    Returns
+    -------
+    statistics : skipperdask.stats.ImageStatistics
+    source : {"option", "header", "name", "data", "default"}
+    """
+    if source != "default":
+        return statistics, source
+    side = charge_side(statistics.average_values)
+    if side == 0:
+        return statistics, "default"
+    return (statistics if side > 0 else statistics.flipped()), "data"
+
+
+def _contained(analysis, step, names, *args):
+    """Run one step of the analysis; an unexpected failure inside it (a LinAlgError, a
+    ValueError of scipy, …) makes only the metrics it fills, ``names``, missing, with the
+    reason "internal error: …", logged on one line, while the other steps go on."""
+    try:
+        step(analysis, *args)
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001  (whatever it is, it must stay in this step)
+        reason = f"internal error: {type(error).__name__}: {error}"
+        logger.warning("%s missing: %s", ", ".join(names), reason)
+        for name in names:
+            _missing(analysis, name, reason, with_error=name in FITTED)
+
+
+#: the steps of the analysis, in order, and the metrics each fills
+_STEPS = (
+    (_entropy_slope, ("aveImgS", "dSdskip")),
+    (_noise_against_samples, ("noise_vs_n",)),  # and imgNoise of an averaged image
+    (_single_sample_noise, ("imgNoise",)),
+    (_average_image_fit, ("skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution",
+                          "fitChi2", "tailRatio", "maskedFraction", "clusters", "hotColumns",
+                          "baselineDrift", "baselineCorrected")),
+    (_variances, ("pixVar", "clustVar")),
+)
+
+
+def analyse(statistics, *, bin_width=None, fit_settings=None, polarity_source="default"):
     """All the measurements of one amplifier image from its statistics.
 
     Parameters
@@ -443,21 +545,26 @@ def analyse(statistics, *, bin_width=None, fit_settings=None):
         below 1 ADU).
     fit_settings : FitSettings, optional
         Default: from ``dask.config``.
+    polarity_source : {"option", "header", "name", "default"}
+        What decided the polarity of ``statistics``; with ``"default"`` the data decide
+        (:func:`settle_polarity`).
 
     Returns
     -------
     AmpAnalysis
+        Its ``statistics`` are in the frame of the settled polarity. An unexpected failure
+        in one step leaves the metrics of that step missing ("internal error: …") and the
+        others computed.
     """
     if bin_width is None:
         bin_width = config.get("peaks-bin-width", "auto")
     if fit_settings is None:
         fit_settings = FitSettings.from_config()
-    analysis = AmpAnalysis(statistics)
-    _entropy_slope(analysis)
-    _noise_against_samples(analysis)
-    _single_sample_noise(analysis)
-    _average_image_fit(analysis, bin_width, fit_settings)
-    _variances(analysis)
+    statistics, polarity_source = settle_polarity(statistics, polarity_source)
+    analysis = AmpAnalysis(statistics, polarity_source=polarity_source)
+    for step, names in _STEPS:
+        args = (bin_width, fit_settings) if step is _average_image_fit else ()
+        _contained(analysis, step, names, *args)
     return analysis
 
 
@@ -470,7 +577,14 @@ def metrics_dataset(analyses, amp_names, *, attrs=None):
         One per amplifier.
     amp_names : list of str
     attrs : dict, optional
-        Stored as the Dataset's attributes (path, polarity, options).
+        Stored as the Dataset's attributes (path, options), with ``polarity``: the
+        amplifiers' polarity, or 0 when they differ.
+
+    Returns
+    -------
+    xarray.Dataset
+        The metrics, their ``_reason``, ``nskips``, ``polarity`` and ``polarity_source``
+        over ``amp``, and ``noise_vs_n`` over ``(amp, nsamp)``.
     """
     data = {}
     for name in METRICS:
@@ -481,6 +595,11 @@ def metrics_dataset(analyses, amp_names, *, attrs=None):
         reasons = [a.reasons.get(name, "") for a in analyses]
         data[f"{name}_reason"] = ("amp", np.array(reasons, dtype=object))
     data["nskips"] = ("amp", np.array([a.statistics.plan.nskips for a in analyses], np.int64))
+    polarities = np.array([a.statistics.plan.polarity for a in analyses], np.int64)
+    data["polarity"] = ("amp", polarities, {"long_name": "+1: charge raises the value"})
+    data["polarity_source"] = ("amp", np.array([a.polarity_source for a in analyses], object),
+                               {"long_name": "what decided the polarity"})
+    file_polarity = int(polarities[0]) if len(set(polarities)) == 1 else 0
     levels = max((a.statistics.plan.levels for a in analyses), key=len)
     noise = np.full((len(analyses), len(levels)), np.nan)
     for i, analysis in enumerate(analyses):
@@ -490,7 +609,7 @@ def metrics_dataset(analyses, amp_names, *, attrs=None):
     data["noise_vs_n"] = (("amp", "nsamp"), noise, {"units": "ADU",
                           "long_name": "noise of the average of the first n samples"})
     return xr.Dataset(data, coords={"amp": list(amp_names), "nsamp": list(levels)},
-                      attrs=dict(attrs or {}))
+                      attrs=dict(attrs or {}) | {"polarity": file_polarity})
 
 
 def _statistics_of_array(data, plan, rows_per_chunk):
@@ -521,7 +640,7 @@ def analyse_image(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
     """
     if pixels.dims != ("amp", "row", "col", "skip"):
         raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
-    polarity = _polarity(pixels, polarity)
+    polarity, source = _polarity(pixels, polarity)
     baseline = baseline or config.get("baseline", "none")
     _, nrows, ncols, nskips = pixels.shape
     plan = plan_statistics(
@@ -532,15 +651,18 @@ def analyse_image(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
     delayed = [_statistics_of_array(pixels.data[a], plan, rows_per_chunk)
                for a in range(pixels.sizes["amp"])]
     statistics = dask.compute(*delayed)
-    return [analyse(s, bin_width=bin_width) for s in statistics]
+    with single_threaded_blas():
+        return [analyse(s, bin_width=bin_width, polarity_source=source) for s in statistics]
 
 
 def _polarity(pixels, polarity):
-    """The explicit polarity, else the image's, else the configured default."""
-    polarity = polarity if polarity is not None else pixels.attrs.get("polarity")
-    if polarity is None:
-        polarity = config.get("polarity") or -1
-    return polarity
+    """The polarity and what decided it: the explicit one, else the image's own (as
+    :func:`skipperdask.open_image` resolved it), else :func:`resolve_polarity` on its
+    attributes."""
+    if polarity is None and "polarity" in pixels.attrs:
+        # a polarity given with the array, without saying where from, was chosen for it
+        return int(pixels.attrs["polarity"]), pixels.attrs.get("polarity_source", "option")
+    return resolve_polarity(pixels.attrs.get("path", ""), pixels.attrs, polarity)
 
 
 def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
@@ -552,7 +674,9 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
         Dims ``(amp, row, col, skip)`` as :func:`skipperdask.open_image` returns, backed by
         dask or numpy. Each amplifier is a separate image.
     polarity : {+1, -1}, optional
-        Sign that makes charge raise the value; default ``pixels.attrs["polarity"]``.
+        Sign that makes charge raise the value; default ``pixels.attrs["polarity"]`` as
+        ``pixels.attrs["polarity_source"]`` says it was decided, and when nothing but the
+        default decided it, the data of each amplifier (:func:`settle_polarity`).
     baseline : {"none", "row-median"}, optional
         Per-row baseline subtraction (default ``skipperdask.baseline``). Use
         ``"row-median"`` when the baseline drifts along rows: it subtracts each row's
@@ -569,11 +693,11 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
     xarray.Dataset
         Over ``amp``: the metrics of SPEC §2 (``aveImgS``, ``dSdskip``, ``dSdskip_err``,
         ``imgNoise``, ``skNoise``, …), ``pedestal``, ``resolution`` (e⁻), ``fitChi2``,
-        ``noise_vs_n`` over ``(amp, nsamp)`` and ``<name>_reason`` strings.
+        ``noise_vs_n`` over ``(amp, nsamp)``, ``<name>_reason`` strings, and ``polarity``
+        with ``polarity_source`` ("option", "header", "name", "data" or "default").
     """
-    polarity = _polarity(pixels, polarity)
     baseline = baseline or config.get("baseline", "none")
     analyses = analyse_image(pixels, polarity=polarity, baseline=baseline, bin_width=bin_width,
                              rows_per_chunk=rows_per_chunk)
-    attrs = {"path": pixels.attrs.get("path", ""), "polarity": int(polarity), "baseline": baseline}
+    attrs = {"path": pixels.attrs.get("path", ""), "baseline": baseline}
     return metrics_dataset(analyses, [str(a) for a in pixels["amp"].values], attrs=attrs)

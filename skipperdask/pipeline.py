@@ -28,6 +28,7 @@ from dask.utils import parse_bytes
 from distributed import as_completed
 
 from . import config
+from .blas import SingleThreadedBLAS
 from .catalogue import Catalogue, ImageRecord
 from .errors import SkipperError
 from .metrics import analyse, metrics_dataset
@@ -93,10 +94,13 @@ def _check_same_shape(layout):
 
 
 def _metrics(layout, statistics, options):
+    """The metrics of a file from the statistics of its amplifiers, computed with the
+    polarity of its layout (the data settle it where only the default decided it)."""
     with dask.config.set({"skipperdask.max-entropy-samples": options.max_entropy_samples,
                           "skipperdask.max-noise-samples": options.max_noise_samples}):
-        analyses = [analyse(s, bin_width=options.bin_width) for s in statistics]
-    attrs = {"path": layout.path, "polarity": layout.polarity, "baseline": options.baseline}
+        analyses = [analyse(s, bin_width=options.bin_width,
+                            polarity_source=layout.polarity_source) for s in statistics]
+    attrs = {"path": layout.path, "baseline": options.baseline}
     return metrics_dataset(analyses, [a.name for a in layout.amps], attrs=attrs)
 
 
@@ -265,6 +269,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                            csv=csv, seed_tables=seed_tables, progress=progress, window=window,
                            commit_seconds=commit_seconds)
     options = options or Options.from_config()
+    client.register_plugin(SingleThreadedBLAS())  # a client of the caller's: its workers too
     store = Catalogue(catalogue)
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))

@@ -96,7 +96,8 @@ def inspect_image(path, *, amp=None, output=None, polarity=None, baseline=None):
         The PNG to write. With several amplifiers, ``_<amp>`` is added before the suffix.
         Default: ``<file name>_<amp>.png`` in the current directory.
     polarity : {+1, -1}, optional
-        Sign that makes charge raise the value (default: the file name rule).
+        Sign that makes charge raise the value (default: the rule of
+        :func:`skipperdask.image_metrics`: header, name, else the data of each amplifier).
     baseline : {"none", "row-median"}, optional
         Per-row baseline subtraction, as for the metrics.
 

@@ -125,6 +125,8 @@ class FileLayout:
         The primary header, keyword -> value (commentary cards left out).
     polarity : int
         +1 when charge raises the value, -1 when it lowers it (see :func:`resolve_polarity`).
+    polarity_source : {"option", "header", "name", "default"}
+        What decided ``polarity``; ``"default"`` leaves the decision to the data.
     amps : tuple of AmpLayout
         The image HDUs, in file order.
     """
@@ -134,21 +136,25 @@ class FileLayout:
     mtime: float
     primary_header: dict = dataclasses.field(hash=False)
     polarity: int
+    polarity_source: str
     amps: tuple
 
 
 def resolve_polarity(path, primary_header, polarity=None):
-    """The sign of charge in a file's values: +1 when charge raises the value, -1 when it
-    lowers it.
+    """The sign of charge in a file's values, as far as the option, the header and the name
+    say: +1 when charge raises the value, -1 when it lowers it; and what decided it.
 
     The rule, in order:
 
-    1. ``polarity`` when given (+1 or -1);
-    2. the ``skipperdask.polarity`` setting of ``dask.config`` when not null;
+    1. ``polarity`` when given (+1 or -1), else the ``skipperdask.polarity`` setting of
+       ``dask.config`` when not null: source ``"option"``;
+    2. +1 when the primary header says ``IMAGE = 'averaged'`` (DAMIC-M's acquisition writes
+       averaged images in which charge raises the value): source ``"header"``;
     3. +1 when the file's base name contains ``Avg`` (the seed's rule, applied to the name
-       only, not to its directories) or the primary header says ``IMAGE = 'averaged'``
-       (DAMIC-M's acquisition writes averaged images in which charge raises the value);
-    4. else -1: in a raw skipper image more charge gives a lower value.
+       only, not to its directories): source ``"name"``;
+    4. else -1, the seed's default (in a raw skipper image more charge gives a lower value),
+       source ``"default"``: provisional, the data decide after the pass over the pixels
+       (:func:`skipperdask.metrics.settle_polarity`).
 
     Parameters
     ----------
@@ -161,18 +167,21 @@ def resolve_polarity(path, primary_header, polarity=None):
 
     Returns
     -------
-    int
+    polarity : int
         +1 or -1.
+    source : {"option", "header", "name", "default"}
     """
     if polarity is None:
         polarity = config.get("polarity")
     if polarity is not None:
         if polarity not in (1, -1):
             raise ValueError(f"polarity must be +1 or -1, not {polarity!r}")
-        return int(polarity)
-    if "Avg" in os.path.basename(os.fspath(path)) or _is_averaged(primary_header):
-        return 1
-    return -1
+        return int(polarity), "option"
+    if _is_averaged(primary_header):
+        return 1, "header"
+    if "Avg" in os.path.basename(os.fspath(path)):
+        return 1, "name"
+    return -1, "default"
 
 
 def scan_file(path, *, polarity=None):
@@ -239,12 +248,14 @@ def scan_file(path, *, polarity=None):
     truncated = _complaint(caught, "truncated")  # compressed data, or the last padding
     if truncated:
         raise SkipperError(path, f"truncated file ({truncated})")
+    polarity, polarity_source = resolve_polarity(path, primary_header, polarity)
     return FileLayout(
         path=path,
         size=stat.st_size,
         mtime=stat.st_mtime,
         primary_header=primary_header,
-        polarity=resolve_polarity(path, primary_header, polarity),
+        polarity=polarity,
+        polarity_source=polarity_source,
         amps=amps,
     )
 
@@ -369,8 +380,8 @@ def open_image(path, *, chunks=None, polarity=None):
         Named ``pixels``, dims ``("amp", "row", "col", "skip")`` (length-1 ``skip`` for an
         averaged image), values as stored after BSCALE/BZERO (not sign-flipped). Coordinates:
         ``amp`` (EXTNAME or HDU index), ``hdu``, ``row``, ``col``, ``skip``. Attributes: the
-        primary header's numbers and strings, ``path``, ``polarity``, ``nskips`` and
-        ``amp_headers`` (amp name -> that HDU's header).
+        primary header's numbers and strings, ``path``, ``polarity``, ``polarity_source``,
+        ``nskips`` and ``amp_headers`` (amp name -> that HDU's header).
 
     Raises
     ------

@@ -18,6 +18,7 @@ tiles aligned to absolute rows, and row chunks start on a tile boundary, so the
 numbers are the same for any chunking and any number of workers.
 """
 
+import dataclasses
 import functools
 import math
 import threading
@@ -90,6 +91,12 @@ class Histogram:
         unique, counts = np.unique(values, return_counts=True)
         return cls(unique, counts.astype(np.int64))
 
+    def negated(self, *, integer_valued):
+        """The histogram of the negated values. A value inside bin ``[v, v + 1)`` goes to
+        ``[-v - 1, -v)``; a whole number ``v`` (``integer_valued``: all of them) to ``-v``."""
+        shift = 0 if integer_valued else 1
+        return Histogram(-self.values[::-1] - shift, self.counts[::-1].copy())
+
     @property
     def total(self):
         """Number of pixels."""
@@ -145,6 +152,10 @@ class ValueCounts:
         """The distribution of the union of the pixels of several distributions."""
         return cls(*_summed(np.concatenate([d.values for d in distributions]),
                             np.concatenate([d.counts for d in distributions])))
+
+    def negated(self):
+        """The distribution of the negated values."""
+        return ValueCounts(-self.values[::-1], self.counts[::-1].copy())
 
     @property
     def size(self):
@@ -349,6 +360,32 @@ class ImageStatistics:
             ],
             cluster_variance=np.concatenate([p.cluster_variance for p in parts]),
             integer_valued=all(p.integer_valued for p in parts),
+        )
+
+    def flipped(self):
+        """The statistics of the same pixels in the frame of the other polarity.
+
+        Values (average image, its distinct values, partial averages, histograms) are
+        negated; variances do not change. The 1-ADU histograms follow exactly for whole
+        numbers (digitised data) and for an averaged image (``nskips = 1``: its only
+        histogram is rebuilt from its exact distinct values); for other fractional samples a
+        value exactly on a bin edge moves one bin down (see :meth:`Histogram.negated`).
+        A row-median baseline negates with the values (the median of the negated values is
+        the negated median, and rounding is symmetric).
+        """
+        average_values = self.average_values.negated()
+        if self.plan.nskips == 1 and not self.integer_valued:
+            histograms = [Histogram.of_value_counts(average_values) for _ in self.histograms]
+        else:
+            histograms = [h.negated(integer_valued=self.integer_valued)
+                          for h in self.histograms]
+        return dataclasses.replace(
+            self,
+            plan=dataclasses.replace(self.plan, polarity=-self.plan.polarity),
+            average=None if self.average is None else -self.average,
+            average_values=average_values,
+            partial_averages=-self.partial_averages,
+            histograms=histograms,
         )
 
 

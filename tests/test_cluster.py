@@ -324,3 +324,20 @@ def test_campaign_on_a_running_cluster_survives_a_worker_killed_midway(cli_clust
         assert len(paths) == len(set(paths)) == n
         assert set(done.status.values) == {"ok"}
         assert np.isfinite(done.aduConversion.values).all()
+
+
+def _blas_threads():
+    import scipy.linalg  # noqa: F401  (its own OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_workers_blas_runs_on_one_thread():
+    # a worker that would start with two BLAS threads: the plugin of connect limits it
+    settings = {"skipperdask.workers": 1, "skipperdask.dashboard-address": "127.0.0.1:0",
+                "distributed.nanny.pre-spawn-environ.OPENBLAS_NUM_THREADS": 2,
+                "distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": 2}
+    with dask.config.set(settings), connect() as client:
+        threads = client.submit(_blas_threads, pure=False).result()
+    assert threads and set(threads) == {1}

@@ -409,3 +409,34 @@ def test_process_shows_progress_on_standard_error(client, tmp_path, capsys):
     paths = [str(p) for p in simulate_campaign(tmp_path, 2, **SMALL)]
     process(paths, tmp_path / "cat.zarr", client=client, progress=True)
     assert "2/2 images" in capsys.readouterr().err
+
+
+def _break_peaks_fit():
+    """On a worker: the average-image fit raises, as a LinAlgError deep in scipy would."""
+    from skipperdask import metrics
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+
+    metrics.fitting._working_fit_gauss_poisson = metrics.fitting.fit_gauss_poisson
+    metrics.fitting.fit_gauss_poisson = broken
+
+
+def _repair_peaks_fit():
+    from skipperdask import metrics
+
+    metrics.fitting.fit_gauss_poisson = metrics.fitting._working_fit_gauss_poisson
+
+
+def test_internal_error_leaves_the_file_ok(campaign, client, tmp_path):
+    client.run(_break_peaks_fit)
+    try:
+        ds = process(campaign[:1], str(tmp_path / "c.zarr"), client=client, progress=False)
+    finally:
+        client.run(_repair_peaks_fit)
+    entry = _entry(ds, campaign[0])
+    assert str(entry.status.values) == "ok"
+    assert np.isnan(entry.skNoise.values).all()
+    assert str(entry.skNoise_reason.values[0]).startswith("internal error: LinAlgError")
+    assert np.isfinite(entry.pixVar.values).all() and np.isfinite(entry.aveImgS.values).all()
+    assert str(entry.polarity_source.values[0]) == "data"

@@ -325,30 +325,33 @@ def test_headers_in_attrs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "cards", "polarity", "expected"),
+    ("name", "cards", "polarity", "expected", "source"),
     [
-        ("Img_1.fits", {}, None, -1),
-        ("Img_Avg_1.fits", {}, None, 1),
-        ("Avg_run/Img_1.fits", {}, None, -1),
-        ("avg_Image_5.fz", {"IMAGE": "averaged"}, None, 1),
-        ("Img_1.fits", {}, 1, 1),
-        ("Img_Avg_1.fits", {}, -1, -1),
+        ("Img_1.fits", {}, None, -1, "default"),
+        ("Img_Avg_1.fits", {}, None, 1, "name"),
+        ("Avg_run/Img_1.fits", {}, None, -1, "default"),
+        ("avg_Image_5.fz", {"IMAGE": "averaged"}, None, 1, "header"),
+        ("Img_Avg_1.fits", {"IMAGE": "averaged"}, None, 1, "header"),
+        ("Img_1.fits", {}, 1, 1, "option"),
+        ("Img_Avg_1.fits", {}, -1, -1, "option"),
     ],
 )
-def test_polarity_rule(tmp_path, name, cards, polarity, expected):
+def test_polarity_rule(tmp_path, name, cards, polarity, expected, source):
     path = tmp_path / name
     path.parent.mkdir(exist_ok=True)
     primary = fits.PrimaryHDU(np.zeros((2, 3), np.int16))
     primary.header.update(cards)
     write(path, primary)
-    assert scan_file(path, polarity=polarity).polarity == expected
-    assert open_image(path, polarity=polarity).attrs["polarity"] == expected
+    layout = scan_file(path, polarity=polarity)
+    assert (layout.polarity, layout.polarity_source) == (expected, source)
+    attrs = open_image(path, polarity=polarity).attrs
+    assert (attrs["polarity"], attrs["polarity_source"]) == (expected, source)
 
 
 def test_polarity_setting_and_bad_value():
     with dask.config.set({"skipperdask.polarity": 1}):
-        assert resolve_polarity("Img_1.fits", {}) == 1
-        assert resolve_polarity("Img_1.fits", {}, -1) == -1
+        assert resolve_polarity("Img_1.fits", {}) == (1, "option")
+        assert resolve_polarity("Img_1.fits", {}, -1) == (-1, "option")
     with pytest.raises(ValueError, match="polarity"):
         resolve_polarity("Img_1.fits", {}, 2)
 
