@@ -323,9 +323,11 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     analysis.values["baselineCorrected"] = float(image is not None)
     if image is None:
         return fit, values
-    # the clusters again on the corrected image (a drift moves the thresholds), then the fit
+    # the fit of the corrected image, then its clusters again (a drift moves the thresholds)
     values = ValueCounts.of_values(image)
-    refit = _masked_fit(analysis, image, values, fit, bin_width, settings)
+    refit = fitting.fit_gauss_poisson(_unmasked_values(values, image, ~kept), bin_width=bin_width,
+                                      acceptance=settings.acceptance, start=fit.estimate)
+    refit = _masked_fit(analysis, image, values, refit, bin_width, settings)
     x0, sigma, gain, _ = refit.estimate
     if np.isfinite(sigma):
         kept = np.isfinite(image) & (True if analysis.mask is None else ~analysis.mask.masked)
@@ -357,12 +359,16 @@ def _masked_fit(analysis, average, values, fit, bin_width, settings):
     of ``fit`` (a fit of the image) until it no longer changes; the mask's figures go into
     the analysis."""
     mask = None
-    if not _resolved(fit.estimate):
-        # no electrons to threshold in: mask what is obvious without them and fit again
+    if "gain" in fit.reasons:
+        # no electrons to threshold in, or a fit that clusters may have led astray: mask
+        # what is obvious without them and fit again
         bright = bright_areas(average, halo=settings.mask_halo)
         if bright.any() and bright.mean() < MAX_MASKED:
-            fit = fitting.fit_gauss_poisson(_unmasked_values(values, average, bright),
-                                            bin_width=bin_width, acceptance=settings.acceptance)
+            premasked = fitting.fit_gauss_poisson(_unmasked_values(values, average, bright),
+                                                  bin_width=bin_width,
+                                                  acceptance=settings.acceptance)
+            if "gain" not in premasked.reasons or not _resolved(fit.estimate):
+                fit = premasked
     for _ in range(MASK_ITERATIONS):
         if not _resolved(fit.estimate):
             break  # no electrons to threshold in: the fit stands on every pixel
