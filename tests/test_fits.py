@@ -356,3 +356,25 @@ def test_real_damicm_averaged_image_right_or_missing(real_data):
         # 1-ADU bins cannot resolve 0.21-ADU peaks 1.35 ADU apart: no number rather than a wrong one
         coarse = fit_gauss_poisson(values, bin_width=1.0)
         assert np.isnan(coarse.gain) or coarse.gain == pytest.approx(fit.gain, rel=0.02)
+
+
+@pytest.mark.slow
+def test_acceptance_rarely_rejects_a_correct_model():
+    """The acceptance test's false rejections, measured: 108 correct simulations from 10³
+    to 10⁶ pixels (σ/g 0.1-0.3, λ 0.05-2). Its limit, 5 standard deviations of χ², is
+    passed by chance about once in 10⁵ (10³ for small, skewed ndof): none may be rejected,
+    and χ²ᵣ must average 1 (Pearson's χ² on grouped bins, whatever the binning)."""
+    rejected, chi2 = [], []
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        for ratio in (0.1, 0.2, 0.3):
+            for lam in (0.05, 0.5, 2.0):
+                for seed in range(3):
+                    fit = fit_gauss_poisson(simulate(n, lam, 10.0, 10.0 * ratio, seed=seed))
+                    if any("does not describe" in r for r in fit.reasons.values()):
+                        rejected.append((n, ratio, lam, seed, fit.chi2_reduced))
+                    if np.isfinite(fit.chi2_reduced) and fit.method == "poisson":
+                        chi2.append(fit.chi2_reduced)
+    print(f"{len(rejected)} rejected; mean reduced chi2 {np.mean(chi2):.3f} of {len(chi2)}")
+    assert not rejected
+    assert len(chi2) > 90
+    assert np.mean(chi2) == pytest.approx(1.0, abs=0.1)
