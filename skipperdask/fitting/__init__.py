@@ -9,16 +9,19 @@ Everything works in the frame where charge raises the value (the caller flips ra
 - :mod:`.starts`: starting values from the data (zero peak, noise, candidate gains);
 - :mod:`.model`: the Gaussian-smeared Poisson and its result;
 - :mod:`.fallback`: the peaks-and-Gaussians fallback of SPEC §2;
-- :mod:`.gauss_poisson`: the Gaussian-smeared Poisson fit, right or missing, and the tail ratio.
+- :mod:`.free_heights`: free peak heights, when the heights are not one Poisson;
+- :mod:`.gauss_poisson`: the Gaussian-smeared Poisson fit, right or missing;
+- :mod:`.tail`: the tail ratio.
 """
 
 from .fallback import fit_peaks
-from .gauss_poisson import fit_gauss_poisson, tail_ratio
+from .gauss_poisson import fit_gauss_poisson
 from .gaussian import GaussianFit, fit_gaussian, fit_gaussians
 from .likelihood import Acceptance, histogram
 from .line import LineFit, fit_line
 from .model import GaussPoissonFit, gauss_poisson_counts
 from .starts import fit_zero_peak, zero_peak_width
+from .tail import tail_ratio
 
 __all__ = [
     "Acceptance",
