@@ -213,7 +213,10 @@ def _noise_against_samples(analysis):
     levels = stats.plan.levels
     ends = {}
     for level in {0, len(levels) - 1}:
-        values = ValueCounts.of_values(stats.partial_averages[level])
+        if levels[level] == stats.plan.nskips and stats.plan.partial_stride == 1:
+            values = stats.average_values  # every row's average of all samples: known
+        else:
+            values = ValueCounts.of_values(stats.partial_averages[level])
         bin_width = _fine_bin_width(fitting.zero_peak_width(values), levels[level],
                                     stats.integer_valued)
         ends[level] = fitting.fit_zero_peak(values, bin_width=bin_width)
