@@ -136,7 +136,7 @@ def statistics_of(point, directory):
         layout = scan_file(path)
         amp = layout.amps[0]
         plan = plan_statistics(amp.nrows, amp.ncols, amp.nskips, layout.polarity)
-        return read_chunk_statistics(amp, 0, amp.nrows, plan, keep_average=False)
+        return read_chunk_statistics(amp, 0, amp.nrows, plan)
     finally:
         path.unlink()
 

@@ -44,6 +44,8 @@ DRIFT_PASSES = 4
 #: the quantile a block's level is read from without a phase (the lower quartile: within
 #: the zero peak unless λ ≳ 1)
 LEVEL_QUANTILE = 0.25
+#: pixels the levels are measured on, at most (every k-th column beyond)
+MAX_PIXELS = 500_000
 #: pixels sampled for the quantile's noise
 NOISE_SAMPLE = 20_000
 
@@ -86,6 +88,10 @@ def row_levels(average, kept, *, x0, gain, sigma):
     RowLevels
     """
     rows = average.shape[0]
+    # a row's level needs a few hundred pixels, not thousands: every k-th column of a wide
+    # image (the drift is along rows; the blocks grow to hold enough pixels)
+    step = max(int(kept.sum()) // MAX_PIXELS, 1)
+    average, kept = average[:, ::step], kept[:, ::step]
     offsets = np.where(kept, average - x0, 0.0)
     count = kept.sum(axis=1)
     total = max(int(count.sum()), 1)

@@ -111,10 +111,11 @@ def cluster_mask(average, *, x0, gain, lam, sigma, seed_electrons=SEED_ELECTRONS
     clusters = 0
     masked = np.zeros(charge.shape, bool)
     if seeds.any():
-        labels, _ = ndimage.label(grown, structure=np.ones((3, 3), bool))
-        kept = np.unique(labels[seeds])
-        clusters = int(kept.size)
-        masked = np.isin(labels, kept)
+        labels, count = ndimage.label(grown, structure=np.ones((3, 3), bool))
+        seeded = np.zeros(count + 1, bool)
+        seeded[labels[seeds]] = True
+        clusters = int(seeded.sum())
+        masked = seeded[labels]
         if halo > 0:
             masked = ndimage.maximum_filter(masked, size=2 * halo + 1, mode="constant")
     noise = (sigma / gain) ** 2 + max(lam, 0.0)  # variance of one pixel's charge, e⁻²

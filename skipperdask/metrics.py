@@ -16,7 +16,7 @@ import xarray as xr
 from . import config, fitting
 from .blas import single_threaded_blas
 from .drift import remove_row_drift, row_levels
-from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas
+from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas, charge_thresholds
 from .mask import cluster_mask as mask_clusters
 from .reader import resolve_polarity
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
@@ -343,6 +343,16 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     return refit, values
 
 
+def _same_thresholds(before, after, npixels, seed_electrons):
+    """Whether two estimates (x0, σ, g, λ) put the mask's thresholds, in ADU, within 2 % of
+    the noise of each other: the mask would then be the same but for a pixel or two."""
+    def thresholds(x0, sigma, gain, lam):
+        seed, grow = charge_thresholds(npixels, lam, seed_electrons)
+        return np.array([x0 + (seed - 0.5) * gain, x0 + (grow - 0.5) * gain])
+
+    return bool(np.all(np.abs(thresholds(*before) - thresholds(*after)) < 0.02 * before[1]))
+
+
 def _unmasked_values(values, average, masked):
     """The distribution of the pixels outside ``masked``, from the image's ``values``."""
     if masked.mean() < 0.5:  # the distribution less the few masked pixels: no sort
@@ -372,10 +382,14 @@ def _masked_fit(analysis, average, values, fit, bin_width, settings):
                                                   acceptance=settings.acceptance)
             if "gain" not in premasked.reasons or not _resolved(fit.estimate):
                 fit = premasked
+    used = None  # the estimate the mask was found with
     for _ in range(MASK_ITERATIONS):
         if not _resolved(fit.estimate):
             break  # no electrons to threshold in: the fit stands on every pixel
-        x0, sigma, gain, lam = fit.estimate
+        if used is not None and _same_thresholds(used, fit.estimate, average.size,
+                                                 settings.mask_seed_electrons):
+            break  # the refit moved the thresholds by a fraction of the noise: same mask
+        used = x0, sigma, gain, lam = fit.estimate
         new = mask_clusters(average, x0=x0, gain=gain, lam=lam, sigma=sigma,
                             seed_electrons=settings.mask_seed_electrons,
                             halo=settings.mask_halo, hot_threshold=settings.mask_hot_threshold)
