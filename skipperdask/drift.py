@@ -103,10 +103,7 @@ def row_levels(average, kept, *, x0, gain, sigma):
     quantile_noise = np.sqrt(LEVEL_QUANTILE * (1 - LEVEL_QUANTILE)) / max(density, 1e-300)
     phase_noise = np.inf
     if np.isfinite(gain):
-        angle = (2 * np.pi / gain) * offsets
-        per_row = (np.where(kept, np.cos(angle), 0.0).sum(axis=1)
-                   + 1j * np.where(kept, np.sin(angle), 0.0).sum(axis=1))
-        contrast = abs(per_row.sum()) / total  # |φ| = exp(-2π²σ²/g²)
+        contrast = abs(np.exp(2j * np.pi / gain * sample).mean())  # |φ| = exp(-2π²σ²/g²)
         if contrast > 0:
             phase_noise = gain / (2 * np.pi * contrast * np.sqrt(2))
     noise = min(phase_noise, quantile_noise)
@@ -115,12 +112,20 @@ def row_levels(average, kept, *, x0, gain, sigma):
     counts = np.add.reduceat(count, bounds[:-1])
     errors = noise / np.sqrt(np.maximum(counts, 1))
     if phase_noise <= quantile_noise:
+        angle = (2 * np.pi / gain) * offsets
+        per_row = (np.where(kept, np.cos(angle), 0.0).sum(axis=1)
+                   + 1j * np.where(kept, np.sin(angle), 0.0).sum(axis=1))
         sums = np.add.reduceat(per_row, bounds[:-1])
         reference = np.angle(per_row.sum())
         levels = np.angle(sums * np.exp(-1j * reference)) * gain / (2 * np.pi)
     else:
-        levels = np.array([np.quantile(offsets[a:b][kept[a:b]], LEVEL_QUANTILE) if n else 0.0
-                           for a, b, n in zip(bounds[:-1], bounds[1:], counts, strict=True)])
+        # each row's lower quartile (every row at once: a sort along rows), averaged over
+        # the block's rows by their pixels
+        ordered = np.sort(np.where(kept, offsets, np.inf), axis=1)
+        index = np.maximum(np.floor(LEVEL_QUANTILE * (count - 1)), 0).astype(np.int64)
+        quartile = np.take_along_axis(ordered, index[:, None], axis=1)[:, 0]
+        weighted = np.where(count > 0, quartile * count, 0.0)
+        levels = np.add.reduceat(weighted, bounds[:-1]) / np.maximum(counts, 1)
     usable = counts > 0
     if np.count_nonzero(usable) < 3:
         return RowLevels(np.zeros(rows), np.nan, False)

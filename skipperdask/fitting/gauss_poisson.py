@@ -126,19 +126,21 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if method == "fallback":
         return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
     lo, scale = first_scale(values, bin_width)
+    hinted = start is not None and np.all(np.isfinite(start)) and start[2] > 0
+    if hinted:  # the estimate's comb first, before any search
+        hint = _Search(values, bin_width, lo, scale, None, start[1], acceptance)
+        hint.references = [start[0]]
+        found = hint.first_accepted([start[2]])
+        if found is not None:
+            return _estimated(found, found)
     zero, reason, peak = zero_peak(values, bin_width)
     if zero is None and reason.startswith("zero noise"):
         return missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
     sigma = zero.sigma if zero is not None else scale
     search = _Search(values, bin_width, lo, scale, zero, sigma, acceptance)
-    hinted = start is not None and np.all(np.isfinite(start)) and start[2] > 0
-    if hinted:
-        search.references.insert(0, start[0])
-        found = search.first_accepted([start[2]])
-        if found is not None:
-            return _estimated(found, found)
     gains, no_gain = _candidate_gains(values, bin_width, lo, scale, zero, sigma)
     if hinted:
+        search.fits.extend(hint.fits)
         gains = [g for g in gains if abs(g / start[2] - 1) > 0.05]
     found = search.first_accepted(gains)
     if found is None and not search.fits and not no_gain.startswith(NOT_RESOLVED_FEW):
