@@ -166,7 +166,7 @@ def image_figure(analysis, *, title=""):
                 "values in the frame where charge raises them")
     figure.suptitle(f"{title}\n{subtitle}" if title else subtitle, fontsize=13)
     grid = figure.add_gridspec(2, 4, height_ratios=(1.15, 1))
-    _average_image_panel(figure.add_subplot(grid[0, :2]), stats)
+    _average_image_panel(figure.add_subplot(grid[0, :2]), stats, analysis.mask)
     peaks = grid[0, 2:].subgridspec(2, 1, height_ratios=(3, 1), hspace=0)
     histogram = figure.add_subplot(peaks[0])
     _peaks_panel(histogram, figure.add_subplot(peaks[1], sharex=histogram), analysis)
@@ -177,11 +177,15 @@ def image_figure(analysis, *, title=""):
     return figure
 
 
-def _average_image_panel(ax, stats):
+def _average_image_panel(ax, stats, mask):
     ax.set_gid("average-image")
     image = stats.average
     finite = image[np.isfinite(image)]
-    ax.set_title("(a) average image", loc="left")
+    title = "(a) average image"
+    if mask is not None:
+        title += (f"; outlined in red: masked for the fit ({100 * mask.fraction:.1f} %, "
+                  f"{mask.clusters} clusters, {mask.hot_columns.size} hot columns)")
+    ax.set_title(title, loc="left")
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     if finite.size == 0:
@@ -195,6 +199,8 @@ def _average_image_panel(ax, stats):
                       cmap="viridis", vmin=low, vmax=high)
     ax.figure.colorbar(shown, ax=ax, label="ADU (colour scale: 1st to 99th percentile)",
                        extend="both", pad=0.01)
+    if mask is not None and mask.masked.any():
+        ax.contour(mask.masked, levels=[0.5], colors="red", linewidths=0.6)
 
 
 def _peaks_panel(ax, residuals_ax, analysis):
