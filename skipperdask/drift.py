@@ -124,7 +124,7 @@ def row_levels(average, kept, *, x0, gain, sigma):
         ordered = np.sort(np.where(kept, offsets, np.inf), axis=1)
         index = np.maximum(np.floor(LEVEL_QUANTILE * (count - 1)), 0).astype(np.int64)
         quartile = np.take_along_axis(ordered, index[:, None], axis=1)[:, 0]
-        weighted = np.where(count > 0, quartile * count, 0.0)
+        weighted = np.where(count > 0, quartile, 0.0) * count  # rows without pixels: inf
         levels = np.add.reduceat(weighted, bounds[:-1]) / np.maximum(counts, 1)
     usable = counts > 0
     if np.count_nonzero(usable) < 3:

@@ -120,3 +120,13 @@ def test_drift_corrected_and_said_so(tmp_path):
     sigma = np.sqrt(truth.read_noise**2 + 1 / 12) / 2
     assert abs(float(metrics.skNoise) - sigma) < 5 * float(metrics.skNoise_err)
     assert abs(float(metrics.aduConversion) - GAIN) < 5 * float(metrics.aduConversion_err)
+
+
+@pytest.mark.parametrize("gain", [GAIN, np.nan])
+def test_rows_without_a_pixel_left(gain):
+    """A row masked whole (a hot row, a track along it) has no level of its own."""
+    image, _, _ = average_image(dark_current=0.3, drift=6.0 / 200)
+    kept = np.ones(image.shape, bool)
+    kept[50:53] = False
+    levels = row_levels(image, kept, x0=0.0, gain=gain, sigma=NOISE)
+    assert levels.drifts and np.isfinite(levels.levels).all()
