@@ -45,7 +45,7 @@ DRIFT_PASSES = 4
 #: the zero peak unless λ ≳ 1)
 LEVEL_QUANTILE = 0.25
 #: pixels the levels are measured on, at most (every k-th column beyond)
-MAX_PIXELS = 100_000
+MAX_PIXELS = 30_000
 #: pixels sampled for the quantile's noise
 NOISE_SAMPLE = 20_000
 

@@ -329,7 +329,7 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
     # the fit of the corrected image, then its clusters again (a drift moves the thresholds)
     values = ValueCounts.of_values(image)
     refit = fitting.fit_gauss_poisson(_unmasked_values(values, image, ~kept), bin_width=bin_width,
-                                      acceptance=settings.acceptance, start=fit.estimate)
+                                      acceptance=settings.acceptance, start=fit)
     refit = _masked_fit(analysis, image, values, refit, bin_width, settings)
     x0, sigma, gain, _ = refit.estimate
     if np.isfinite(sigma):
@@ -402,7 +402,7 @@ def _masked_fit(analysis, average, values, fit, bin_width, settings):
             break
         fit = fitting.fit_gauss_poisson(_unmasked_values(values, average, mask.masked),
                                         bin_width=bin_width,
-                                        acceptance=settings.acceptance, start=fit.estimate)
+                                        acceptance=settings.acceptance, start=fit)
     analysis.mask = mask
     if mask is None:
         reason = "no first fit with resolved peaks to find clusters with"

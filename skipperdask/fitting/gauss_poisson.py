@@ -109,9 +109,10 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         The acceptance test.
     method : {"auto", "fallback"}, optional
         ``"fallback"`` skips the least-squares fit and uses :func:`fit_peaks` directly.
-    start : tuple, optional
-        (x0, σ, g, λ) of a fit of the same image (before its clusters were masked, say): its
-        gain and x0 are tried first, then the candidates from the data.
+    start : GaussPoissonFit, optional
+        A fit of the same image (before its clusters were masked, say): the gain and x0 of
+        its estimate are tried first (with free heights first if it needed them), then the
+        candidates from the data.
 
     Returns
     -------
@@ -126,11 +127,19 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if method == "fallback":
         return _tested(fit_peaks(values, bin_width=bin_width), acceptance)
     lo, scale = first_scale(values, bin_width)
-    hinted = start is not None and np.all(np.isfinite(start)) and start[2] > 0
+    hinted = start is not None and np.all(np.isfinite(start.estimate)) and start.estimate[2] > 0
     if hinted:  # the estimate's comb first, before any search
-        hint = _Search(values, bin_width, lo, scale, None, start[1], acceptance)
-        hint.references = [start[0]]
-        found = hint.first_accepted([start[2]])
+        x0, sigma, gain, lam = start.estimate
+        hint = _Search(values, bin_width, lo, scale, None, sigma, acceptance)
+        hint.references = [x0]
+        found = None
+        if start.method == "free-heights":  # it needed them: so will this image
+            hint.tried_free_heights = True
+            counts, edges = hint.window(x0, gain, populated(values.size, lam))
+            found = _free_heights(GaussPoissonFit(
+                x0, sigma, gain, lam, float(values.size), *[np.nan] * 5, 0, "start", edges,
+                counts, {}), acceptance)
+        found = found or hint.first_accepted([gain])
         if found is not None:
             return _estimated(found, found)
     zero, reason, peak = zero_peak(values, bin_width)
@@ -141,7 +150,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     gains, no_gain = _candidate_gains(values, bin_width, lo, scale, zero, sigma)
     if hinted:
         search.fits.extend(hint.fits)
-        gains = [g for g in gains if abs(g / start[2] - 1) > 0.05]
+        gains = [g for g in gains if abs(g / start.estimate[2] - 1) > 0.05]
     found = search.first_accepted(gains)
     if found is None and not search.fits and not no_gain.startswith(NOT_RESOLVED_FEW):
         # no candidate from the data converged: a one-electron shoulder of the zero peak
@@ -316,6 +325,19 @@ class _Search:
                     teeth.append(x0)
         return teeth
 
+    def window(self, x0, gain, k_top):
+        """The histogram a fit sees: from the bottom of the data to the peak ``k_top`` plus
+        max(3σ, g/2), in bins of about a third of the noise or of half the gain, whichever
+        is finer (the noise from both estimates: at large λ the zero peak's may be the
+        merged peaks'), at most ``MAX_FIT_BINS`` of them (the fit costs per bin), widened
+        by odd factors (that keep the edges between quantised values)."""
+        sigma = self.sigma
+        finest = min(sigma, self.scale, gain / 2) / 3
+        finest = max(finest, (gain * (k_top + 3) + 10 * sigma) / MAX_FIT_BINS)
+        width = self.bin_width * _odd_factor(finest / self.bin_width)
+        return histogram(self.values, min(self.bottom, x0 - 5 * sigma),
+                         x0 + gain * k_top + max(3 * sigma, gain / 2), width)
+
     def _fit(self, x0, gain):
         """The Poisson-heights fit from this start (window following λ), accepted or not,
         with the resolution checked; None when it does not converge."""
@@ -327,17 +349,8 @@ class _Search:
             return None  # not a dark exposure at this gain (a flat field, a wrong gain)
         params = np.array([x0, sigma, gain, lam, float(values.size)])
         k_top = populated(params[4], lam)
-        # bins of about a third of the noise or of half the gain, whichever is finer (the
-        # noise from both estimates: at large λ the zero peak's may be the merged peaks'),
-        # and at most MAX_FIT_BINS of them: the fit costs per bin, and odd factors keep
-        # the edges between quantised values
-        finest = min(sigma, self.scale, gain / 2) / 3
-        span = gain * (k_top + 3) + 10 * sigma
-        finest = max(finest, span / MAX_FIT_BINS)
-        width = self.bin_width * _odd_factor(finest / self.bin_width)
         for _ in range(3):
-            counts, edges = histogram(values, min(self.bottom, x0 - 5 * sigma),
-                                      x0 + gain * k_top + max(3 * sigma, gain / 2), width)
+            counts, edges = self.window(x0, gain, k_top)
             kmax = k_top + 3
 
             def model(p, edges=edges, kmax=kmax):
