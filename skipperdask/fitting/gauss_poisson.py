@@ -78,6 +78,8 @@ SHOULDER_GAINS = np.array([2.2, 3.0, 4.0, 5.5, 7.5])
 NPARAMS = 5
 
 
+#: from this σ/g on the peaks are barely resolved: an accepted gain must be the only one
+MARGINAL_RATIO = 0.35
 #: the largest gain searched, in units of the noise: σ/g = 0.02 is beyond any skipper CCD
 MAX_GAIN_IN_SIGMA = 50.0
 #: the largest dark current searched, e⁻/pixel (campaigns hold up to a few): a start
@@ -141,7 +143,8 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
                 counts, {}), acceptance)
         found = found or hint.first_accepted([gain])
         if found is not None:
-            return _estimated(found, found)
+            return _estimated(_unambiguous(found, values, bin_width, lo, scale, acceptance),
+                              found)
     zero, reason, peak = zero_peak(values, bin_width)
     if zero is None and reason.startswith("zero noise"):
         return missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
@@ -156,7 +159,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         # no candidate from the data converged: a one-electron shoulder of the zero peak
         found = search.first_accepted(sigma * SHOULDER_GAINS)
     if found is not None:
-        return _estimated(found, found)
+        return _estimated(_unambiguous(found, values, bin_width, lo, scale, acceptance), found)
     if not search.fits:
         if zero is not None and (no_gain or not gains):
             # nothing but the zero peak: its width is the noise
@@ -169,6 +172,32 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if zero is None:
         return _estimated(without(rejected, reason, ("x0",)), best)
     return _estimated(dataclasses.replace(rejected, x0=zero.x0, x0_err=zero.x0_err), best)
+
+
+def _unambiguous(found, values, bin_width, lo, scale, acceptance):
+    """``found``, or its gain and λ missing when, its peaks barely resolved
+    (``MARGINAL_RATIO`` ≤ σ/g), another start also passes the acceptance test with a gain 5
+    standard errors away: there g·λ (the mean) and g²λ + σ² (the variance) hold while g and
+    λ trade against each other, and a small image cannot tell which is right. σ goes too
+    when the two disagree on it."""
+    if "gain" in found.reasons or found.sigma / found.gain < MARGINAL_RATIO:
+        return found
+    zero, _, _ = zero_peak(values, bin_width)
+    search = _Search(values, bin_width, lo, scale, zero, found.sigma, acceptance)
+    search.references.insert(0, found.x0)
+    gains, _ = _candidate_gains(values, bin_width, lo, scale, zero, found.sigma)
+    for other in search.accepted([*gains, *(found.sigma * SHOULDER_GAINS)]):
+        apart = abs(other.gain - found.gain) / np.hypot(other.gain_err, found.gain_err)
+        if not apart > 5:
+            continue
+        reason = (f"single-electron peaks ambiguous: gains {found.gain:.3g} and "
+                  f"{other.gain:.3g} ADU/e- both describe the data (σ/g = "
+                  f"{found.sigma / found.gain:.2f})")
+        names = ("gain", "lam")
+        if abs(other.sigma - found.sigma) > 5 * np.hypot(other.sigma_err, found.sigma_err):
+            names += ("sigma",)
+        return without(found, reason, names)
+    return found
 
 
 def _zero_peak_alone(values, bin_width, zero, reason, acceptance):
@@ -292,23 +321,32 @@ class _Search:
         free heights (:func:`_free_heights`), once: real images' heights are often not
         Poisson while their peaks' positions are right.
         """
+        for fit in self._converged(gains):
+            if goodness(fit).passes(self.acceptance):
+                return fit
+            if not self.tried_free_heights and fit.sigma / fit.gain < RESOLUTION_LIMIT:
+                self.tried_free_heights = True
+                free = _free_heights(fit, self.acceptance)
+                if free is not None:
+                    return free
+        return None
+
+    def accepted(self, gains):
+        """Every fit from these gains' starts that passes the acceptance test."""
+        return [fit for fit in self._converged(gains) if goodness(fit).passes(self.acceptance)]
+
+    def _converged(self, gains):
+        """The converged Poisson-heights fits from each gain's starts, in turn (at most
+        ``MAX_STARTS`` starts in all), each kept in ``fits``."""
         for gain in gains:
             for x0 in self._teeth(gain):
                 if self.starts >= MAX_STARTS:
-                    return None
+                    return
                 self.starts += 1
                 fit = self._fit(x0, gain)
-                if fit is None:
-                    continue
-                self.fits.append(fit)
-                if goodness(fit).passes(self.acceptance):
-                    return fit
-                if not self.tried_free_heights and fit.sigma / fit.gain < RESOLUTION_LIMIT:
-                    self.tried_free_heights = True
-                    free = _free_heights(fit, self.acceptance)
-                    if free is not None:
-                        return free
-        return None
+                if fit is not None:
+                    self.fits.append(fit)
+                    yield fit
 
     def _teeth(self, gain):
         """Starting x0: the peak comb's teeth nearest each reference and their neighbours,
