@@ -213,8 +213,8 @@ def _noise_against_samples(analysis):
     levels = stats.plan.levels
     ends = {}
     for level in {0, len(levels) - 1}:
-        if levels[level] == stats.plan.nskips and stats.plan.partial_stride == 1:
-            values = stats.average_values  # every row's average of all samples: known
+        if levels[level] == stats.plan.nskips:
+            values = stats.average_values  # the average of all samples, every row: known
         else:
             values = ValueCounts.of_values(stats.partial_averages[level])
         bin_width = _fine_bin_width(fitting.zero_peak_width(values), levels[level],
