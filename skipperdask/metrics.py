@@ -205,39 +205,45 @@ def _noise_against_samples(analysis):
     """The noise of the average of the first n samples, n = 1, 2, 4, …, nskips: the width of
     the zero-electron peak of each partial average.
 
-    The first and the last are found from scratch (:func:`skipperdask.fitting.fit_zero_peak`);
-    the others share their zero-electron level and have a width between theirs, so their
-    windows (x0 - 4σ … x0 + 1σ, σ interpolated geometrically in n) are fitted all at once.
+    The last one (the average image) has its zero peak placed by the average image's fit
+    (else found from scratch, :func:`skipperdask.fitting.fit_zero_peak`), the first one's is
+    found from scratch; the others share their zero-electron level and have a width between
+    theirs. Every window but the first (x0 - 4σ … x0 + 1σ, σ interpolated geometrically in
+    n) is then fitted at once.
     """
     stats = analysis.statistics
     levels = stats.plan.levels
-    ends = {}
-    for level in {0, len(levels) - 1}:
-        if levels[level] == stats.plan.nskips:
-            values = stats.average_values  # the average of all samples, every row: known
-        else:
-            values = ValueCounts.of_values(stats.partial_averages[level])
-        bin_width = _fine_bin_width(fitting.zero_peak_width(values), levels[level],
-                                    stats.integer_valued)
-        ends[level] = fitting.fit_zero_peak(values, bin_width=bin_width)
-    first, last = ends[0], ends[len(levels) - 1]
-    middle = range(1, len(levels) - 1)
-    if first.reason or last.reason or not middle:
-        middle_fits = [fitting.fit_zero_peak(stats.partial_averages[level].ravel(),
-                                          bin_width=_fine_bin_width(np.nan, levels[level],
-                                                                    stats.integer_valued))
-                       for level in middle]
+    last = len(levels) - 1
+    placed = analysis.peaks_fit.estimate[:2] if analysis.peaks_fit is not None else (np.nan,)
+    if not np.all(np.isfinite(placed)):
+        end = _zero_peak_fit(stats, last)
+        placed = (end.mu, end.sigma)
+    fits = [_zero_peak_fit(stats, 0)] if last else []  # level 0 from scratch
+    if not np.all(np.isfinite(placed)) or (fits and fits[0].reason):
+        analysis.noise_fits.extend(_zero_peak_fit(stats, level) for level in range(last + 1))
+        return
+    x0_first, sigma_first = (fits[0].mu, fits[0].sigma) if fits else placed
+    windows = []
+    for level in range(len(fits), last + 1):
+        fraction = np.log(levels[level]) / np.log(levels[-1]) if last else 1.0
+        sigma = sigma_first * (placed[1] / sigma_first) ** fraction
+        x0 = x0_first + (placed[0] - x0_first) * fraction
+        width = _fine_bin_width(sigma, levels[level], stats.integer_valued)
+        values = (stats.average_values if level == last
+                  else stats.partial_averages[level].ravel())
+        windows.append(fitting.histogram(values, x0 - 4 * sigma, x0 + sigma, width))
+    analysis.noise_fits.extend([*fits, *_fit_windows(windows)])
+
+
+def _zero_peak_fit(stats, level):
+    """The zero-electron peak of partial average ``level``, found from scratch."""
+    if stats.plan.levels[level] == stats.plan.nskips:
+        values = stats.average_values  # the average of all samples, every row: known
     else:
-        windows = []
-        for level in middle:
-            fraction = np.log(levels[level]) / np.log(levels[-1])
-            sigma = first.sigma * (last.sigma / first.sigma) ** fraction
-            x0 = first.mu + (last.mu - first.mu) * fraction
-            width = _fine_bin_width(sigma, levels[level], stats.integer_valued)
-            values = stats.partial_averages[level].ravel()
-            windows.append(fitting.histogram(values, x0 - 4 * sigma, x0 + sigma, width))
-        middle_fits = _fit_windows(windows)
-    analysis.noise_fits.extend([first, *middle_fits, last][: len(levels)])
+        values = ValueCounts.of_values(stats.partial_averages[level])
+    bin_width = _fine_bin_width(fitting.zero_peak_width(values), stats.plan.levels[level],
+                                stats.integer_valued)
+    return fitting.fit_zero_peak(values, bin_width=bin_width)
 
 
 def _fine_bin_width(sigma, nsamples, integer_valued):
@@ -546,11 +552,12 @@ def _contained(analysis, step, names, *args):
 #: the steps of the analysis, in order, and the metrics each fills
 _STEPS = (
     (_entropy_slope, ("aveImgS", "dSdskip")),
-    (_noise_against_samples, ("noise_vs_n",)),  # and imgNoise of an averaged image
-    (_single_sample_noise, ("imgNoise",)),
+    # first: its zero peak places the last one of the noise against samples
     (_average_image_fit, ("skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution",
                           "fitChi2", "tailRatio", "maskedFraction", "clusters", "hotColumns",
                           "baselineDrift", "baselineCorrected")),
+    (_noise_against_samples, ("noise_vs_n",)),  # and imgNoise of an averaged image
+    (_single_sample_noise, ("imgNoise",)),
     (_variances, ("pixVar", "clustVar")),
 )
 
