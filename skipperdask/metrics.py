@@ -97,6 +97,7 @@ class AmpAnalysis:
     noise_fits: list = field(default_factory=list)  # fitting.GaussianFit per partial average
     peaks_fit: object = None  # fitting.GaussPoissonFit of the average image
     mask: object = None  # mask.ClusterMask of the pixels left out of that fit, or None
+    fitted_values: object = None  # the stats.ValueCounts that fit saw
     values: dict = field(default_factory=dict)
     reasons: dict = field(default_factory=dict)
 
@@ -264,9 +265,12 @@ def _average_image_fit(analysis, bin_width, settings):
     values = analysis.statistics.average_values
     if bin_width == "auto":
         bin_width = _peaks_bin_width(analysis, values)
-    fit = fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance)
+    fit = _fit(analysis, values, bin_width, settings)
     fit = _masked_fit(analysis, analysis.statistics.average, values, fit, bin_width, settings)
     fit, values = _drift_corrected_fit(analysis, fit, bin_width, settings)
+    # the last fit only, on the values it saw: is its gain the only one that holds?
+    fit = fitting.unambiguous(fit, analysis.fitted_values, bin_width=bin_width,
+                              acceptance=settings.acceptance)
     analysis.peaks_fit = fit
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
                             ("aduConversion", "gain"), ("pedestal", "x0")):
@@ -297,6 +301,15 @@ def _average_image_fit(analysis, bin_width, settings):
         _missing(analysis, "tailRatio", reason)
     else:
         analysis.values["tailRatio"] = float(ratio)
+
+
+def _fit(analysis, values, bin_width, settings, start=None):
+    """One Gauss-Poisson fit of the image's ``values`` (from ``start``, a fit of the same
+    image), the values kept as the last fitted; its ambiguity is checked on the last fit
+    only (:func:`_average_image_fit`)."""
+    analysis.fitted_values = values
+    return fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance,
+                                     start=start, check_ambiguity=False)
 
 
 def _resolved(estimate):
@@ -334,8 +347,7 @@ def _drift_corrected_fit(analysis, fit, bin_width, settings):
         return fit, values
     # the fit of the corrected image, then its clusters again (a drift moves the thresholds)
     values = ValueCounts.of_values(image)
-    refit = fitting.fit_gauss_poisson(_unmasked_values(values, image, ~kept), bin_width=bin_width,
-                                      acceptance=settings.acceptance, start=fit)
+    refit = _fit(analysis, _unmasked_values(values, image, ~kept), bin_width, settings, fit)
     refit = _masked_fit(analysis, image, values, refit, bin_width, settings)
     x0, sigma, gain, _ = refit.estimate
     if np.isfinite(sigma):
@@ -383,9 +395,8 @@ def _masked_fit(analysis, average, values, fit, bin_width, settings):
         # what is obvious without them and fit again
         bright = bright_areas(average, halo=settings.mask_halo)
         if bright.any() and bright.mean() < MAX_MASKED:
-            premasked = fitting.fit_gauss_poisson(_unmasked_values(values, average, bright),
-                                                  bin_width=bin_width,
-                                                  acceptance=settings.acceptance)
+            premasked = _fit(analysis, _unmasked_values(values, average, bright), bin_width,
+                             settings)
             if "gain" not in premasked.reasons or not _resolved(fit.estimate):
                 fit = premasked
     used = None  # the estimate the mask was found with
@@ -406,9 +417,8 @@ def _masked_fit(analysis, average, values, fit, bin_width, settings):
         mask = new
         if unchanged or not mask.masked.any():
             break
-        fit = fitting.fit_gauss_poisson(_unmasked_values(values, average, mask.masked),
-                                        bin_width=bin_width,
-                                        acceptance=settings.acceptance, start=fit)
+        fit = _fit(analysis, _unmasked_values(values, average, mask.masked), bin_width,
+                   settings, fit)
     analysis.mask = mask
     if mask is None:
         reason = "no first fit with resolved peaks to find clusters with"

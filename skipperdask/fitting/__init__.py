@@ -15,7 +15,7 @@ Everything works in the frame where charge raises the value (the caller flips ra
 """
 
 from .fallback import fit_peaks
-from .gauss_poisson import fit_gauss_poisson
+from .gauss_poisson import fit_gauss_poisson, unambiguous
 from .gaussian import GaussianFit, fit_gaussian, fit_gaussians
 from .likelihood import Acceptance, histogram
 from .line import LineFit, fit_line
@@ -37,5 +37,6 @@ __all__ = [
     "gauss_poisson_counts",
     "histogram",
     "tail_ratio",
+    "unambiguous",
     "zero_peak_width",
 ]

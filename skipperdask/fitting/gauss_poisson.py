@@ -94,7 +94,7 @@ DEFAULT_ACCEPTANCE = Acceptance()
 
 
 def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, method="auto",
-                      start=None):
+                      start=None, check_ambiguity=True):
     """Fit the Gaussian-smeared Poisson to the values of an average image.
 
     The procedure (starting values from the data, fit window, acceptance test, resolution,
@@ -115,6 +115,10 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         A fit of the same image (before its clusters were masked, say): the gain and x0 of
         its estimate are tried first (with free heights first if it needed them), then the
         candidates from the data.
+    check_ambiguity : bool, optional
+        Where the peaks are barely resolved, drop a gain that another start matches as well
+        (:func:`unambiguous`). A caller that fits the same image several times (its clusters
+        masked in turn) checks its last fit only.
 
     Returns
     -------
@@ -143,7 +147,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
                 counts, {}), acceptance)
         found = found or hint.first_accepted([gain])
         if found is not None:
-            return _estimated(_unambiguous(found, values, bin_width, lo, scale, acceptance),
+            return _estimated(_checked(found, values, bin_width, acceptance, check_ambiguity),
                               found)
     zero, reason, peak = zero_peak(values, bin_width)
     if zero is None and reason.startswith("zero noise"):
@@ -159,7 +163,8 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         # no candidate from the data converged: a one-electron shoulder of the zero peak
         found = search.first_accepted(sigma * SHOULDER_GAINS)
     if found is not None:
-        return _estimated(_unambiguous(found, values, bin_width, lo, scale, acceptance), found)
+        return _estimated(_checked(found, values, bin_width, acceptance, check_ambiguity),
+                          found)
     if not search.fits:
         if zero is not None and (no_gain or not gains):
             # nothing but the zero peak: its width is the noise
@@ -174,14 +179,35 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     return _estimated(dataclasses.replace(rejected, x0=zero.x0, x0_err=zero.x0_err), best)
 
 
-def _unambiguous(found, values, bin_width, lo, scale, acceptance):
+def _checked(found, values, bin_width, acceptance, check_ambiguity):
+    return unambiguous(found, values, bin_width=bin_width, acceptance=acceptance) if (
+        check_ambiguity) else found
+
+
+def unambiguous(found, values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE):
     """``found``, or its gain and λ missing when, its peaks barely resolved
     (``MARGINAL_RATIO`` ≤ σ/g), another start also passes the acceptance test with a gain 5
     standard errors away: there g·λ (the mean) and g²λ + σ² (the variance) hold while g and
     λ trade against each other, and a small image cannot tell which is right. σ goes too
-    when the two disagree on it."""
-    if "gain" in found.reasons or found.sigma / found.gain < MARGINAL_RATIO:
+    when the two disagree on it.
+
+    Parameters
+    ----------
+    found : GaussPoissonFit
+        A fit of ``values``.
+    values : ValueCounts
+        The values it fitted.
+    bin_width : float, optional
+    acceptance : Acceptance, optional
+        As for :func:`fit_gauss_poisson`.
+
+    Returns
+    -------
+    GaussPoissonFit
+    """
+    if "gain" in found.reasons or not found.sigma / found.gain >= MARGINAL_RATIO:
         return found
+    lo, scale = first_scale(values, bin_width)
     zero, _, _ = zero_peak(values, bin_width)
     search = _Search(values, bin_width, lo, scale, zero, found.sigma, acceptance)
     search.references.insert(0, found.x0)
