@@ -8,33 +8,40 @@ images) and on the values the caller chose (clusters masked: :mod:`skipperdask.m
    a Gaussian on the lower side of the lowest prominent peak gives x0 and σ
    (:mod:`.starts`). At large λ that peak may be the one-electron peak: step 3 tries the
    neighbouring peaks too.
-2. **Candidate gains** from the data: the peaks of the histogram less the zero peak (small
-   λ), the period of the peaks from the characteristic function (large λ, where the zero
-   peak is a shoulder), and the photon-transfer estimate (variance - σ²)/(mean - x0). When
-   none passes step 4, gains spread over 2.2σ … 7.5σ (a one-electron shoulder).
+2. **Candidate gains** from the data: the period of the peaks from the characteristic
+   function (large λ, where the zero peak is a shoulder), the peaks of the histogram less
+   the zero peak (small λ), and the photon-transfer estimate (variance - σ²)/(mean - x0);
+   gains beyond ``MAX_GAIN_IN_SIGMA`` σ are not searched. When none converges, gains spread
+   over 2.2σ … 7.5σ (a one-electron shoulder). A caller that fitted the same image before
+   (``start``) has that fit's gain and x0 tried first.
 3. **Fit.** For each gain, the phase of the characteristic function puts x0 on the peaks'
-   comb; x0 starts on the tooth nearest the zero-peak estimate and on its two neighbours;
-   λ starts at (mean - x0)/g. Each start is fitted by binned Poisson maximum likelihood
-   (:func:`.likelihood.fit_binned_poisson`, analytic derivatives) on a window from the
-   bottom of the data (so that a zero peak left out cannot go unnoticed) to the last peak
-   expected to hold ``POPULATED`` pixels plus max(3σ, g/2); the window follows the fitted λ.
-   The first fit that passes step 4 with resolved peaks is kept: a wrong gain or a wrong
-   tooth puts pixels where the data have none, or misses a populated peak.
+   comb; x0 starts on the tooth nearest the zero-peak estimate (and the lowest values) and
+   on its neighbours; λ starts at (mean - x0)/g; at most ``MAX_STARTS`` starts. Each is
+   fitted by binned Poisson maximum likelihood (:func:`.likelihood.fit_binned_poisson`,
+   analytic derivatives) on a window from the bottom of the data (so that a zero peak left
+   out cannot go unnoticed) to the last peak expected to hold ``POPULATED`` pixels plus
+   max(3σ, g/2); the window follows the fitted λ. The first fit that passes step 4 is kept:
+   a wrong gain or a wrong tooth puts pixels where the data have none, or misses a
+   populated peak.
 4. **Acceptance.** Pearson's χ² on bins grouped to ≥ 5 expected counts must lie within
    z standard deviations of its mean (χ² ≤ ndof + z√(2 ndof)), or χ²ᵣ below a tolerance for
-   real detectors' small imperfections (:class:`.likelihood.Acceptance`); otherwise σ, g
-   and λ are missing: "model does not describe the data (reduced chi2 = …)". The
-   false-rejection rate of this test on correct simulations is measured by the test suite.
+   real detectors' small imperfections (:class:`.likelihood.Acceptance`). The first
+   converged fit with resolved peaks that fails is fitted once more with free heights
+   (:mod:`.free_heights`: real images' heights are often not one Poisson). When nothing
+   passes, σ, g and λ are missing: "model does not describe the data (reduced chi2 = …)".
+   The false-rejection rate of the test on correct simulations is measured by the tests.
 5. **Resolution** (:func:`.model.check_resolution`): gain and λ need σ/g < 0.5 and ≥ 20
    pixels in the one-electron peak; beyond σ/g = 0.5, σ is kept only while the charge is
-   negligible (then it is the zero peak's width, not that of merged peaks).
+   negligible (then it is the zero peak's width, not that of merged peaks). Where the
+   peaks are barely resolved (σ/g ≥ ``MARGINAL_RATIO``) a gain is kept only if no other
+   start also passes with a gain 5 errors away (:func:`unambiguous`).
 6. **Fallback** (SPEC §2): when no fit converges at all, Gaussians on the peaks of a
    smoothed histogram (:func:`.fallback.fit_peaks`), held to the same tests.
 
 Bins: ``bin_width`` (the caller's: 1 ADU, or finer for sub-ADU noise), widened by an odd
-factor to about σ/2 when the noise spans many bins (the fit costs per bin; odd factors keep
-the bin edges between the quantised values). Errors: the inverse Fisher information, scaled
-by max(1, χ²ᵣ).
+factor to about σ/3 and at most ``MAX_FIT_BINS`` bins (the fit costs per bin; odd factors
+keep the bin edges between the quantised values). Errors: the inverse Fisher information,
+scaled by max(1, χ²ᵣ).
 """
 
 import dataclasses
