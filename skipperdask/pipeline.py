@@ -314,7 +314,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             submit_next()
         for future, result in futures:
             path = path_of.pop(future.key)
-            if future.status != "finished":  # the file's own failure: record it, go on
+            if _is_error(result):  # the file's own failure: record it, go on
                 result = _failed(path, result[1] if isinstance(result, tuple) else result)
             future.release()
             if isinstance(result, ImageRecord):
@@ -431,6 +431,14 @@ def _fan_out(client, layout, options):
             for start, stop in options.row_chunks(amp, plan)
         ])
     return fit_task, layout, options, parts_per_amp, started
+
+
+def _is_error(result):
+    """Whether ``as_completed(raise_errors=False)`` gave an error, not a result: the error
+    or its (type, value, traceback). Not the future's status: a result already gathered
+    stays good when its worker dies afterwards, though the future is then rescheduled."""
+    return isinstance(result, BaseException) or (
+        isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException))
 
 
 def _failed(path, error):
