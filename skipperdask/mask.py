@@ -40,8 +40,6 @@ from scipy import ndimage, stats
 SEED_ELECTRONS = 4
 HALO = 2
 HOT_THRESHOLD = 5.0
-#: at most this many hot column indices are listed in the catalogue
-LISTED_HOT_COLUMNS = 20
 
 
 @dataclass(frozen=True)

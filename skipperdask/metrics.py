@@ -15,9 +15,7 @@ import xarray as xr
 
 from . import config, fitting
 from .blas import single_threaded_blas
-from .drift import remove_row_drift, row_levels
-from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas, charge_thresholds
-from .mask import cluster_mask as mask_clusters
+from .peaks import FitSettings, fit_average_image
 from .reader import resolve_polarity
 from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
 
@@ -52,36 +50,6 @@ POLARITY_TAIL_PIXELS = 10
 POLARITY_TAIL_RATIO = 1.5
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    """Settings of the average image's fit and of its cluster mask (``skipperdask.yaml``).
-
-    Attributes
-    ----------
-    acceptance : skipperdask.fitting.likelihood.Acceptance
-        The fit's acceptance test (:mod:`skipperdask.fitting.gauss_poisson`).
-    mask_seed_electrons, mask_halo, mask_hot_threshold
-        The cluster mask's rule (:mod:`skipperdask.mask`).
-    """
-
-    acceptance: fitting.Acceptance = fitting.Acceptance()
-    mask_seed_electrons: int = SEED_ELECTRONS
-    mask_halo: int = HALO
-    mask_hot_threshold: float = HOT_THRESHOLD
-
-    @classmethod
-    def from_config(cls):
-        """The settings in ``dask.config`` (``skipperdask.fit-*``, ``mask-*``)."""
-        return cls(
-            acceptance=fitting.Acceptance(
-                z=float(config.get("fit-acceptance", cls.acceptance.z)),
-                tolerance=float(config.get("fit-chi2-tolerance", cls.acceptance.tolerance))),
-            mask_seed_electrons=int(config.get("mask-seed-electrons", cls.mask_seed_electrons)),
-            mask_halo=int(config.get("mask-halo", cls.mask_halo)),
-            mask_hot_threshold=float(config.get("mask-hot-threshold", cls.mask_hot_threshold)),
-        )
-
-
 @dataclass
 class AmpAnalysis:
     """Everything measured on one amplifier image: the metrics and the fits behind them.
@@ -97,7 +65,6 @@ class AmpAnalysis:
     noise_fits: list = field(default_factory=list)  # fitting.GaussianFit per partial average
     peaks_fit: object = None  # fitting.GaussPoissonFit of the average image
     mask: object = None  # mask.ClusterMask of the pixels left out of that fit, or None
-    fitted_values: object = None  # the stats.ValueCounts that fit saw
     values: dict = field(default_factory=dict)
     reasons: dict = field(default_factory=dict)
 
@@ -221,7 +188,8 @@ def _noise_against_samples(analysis):
         placed = (end.mu, end.sigma)
     fits = [_zero_peak_fit(stats, 0)] if last else []  # level 0 from scratch
     if not np.all(np.isfinite(placed)) or (fits and fits[0].reason):
-        analysis.noise_fits.extend(_zero_peak_fit(stats, level) for level in range(last + 1))
+        analysis.noise_fits.extend(fits or [_zero_peak_fit(stats, 0)])
+        analysis.noise_fits.extend(_zero_peak_fit(stats, level) for level in range(1, last + 1))
         return
     x0_first, sigma_first = (fits[0].mu, fits[0].sigma) if fits else placed
     windows = []
@@ -260,18 +228,17 @@ def _fine_bin_width(sigma, nsamples, integer_valued):
 
 
 def _average_image_fit(analysis, bin_width, settings):
-    """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio and the
-    cluster mask they are fitted outside of."""
-    values = analysis.statistics.average_values
+    """skNoise, darkCurrent, aduConversion, pedestal, resolution, fitChi2, tailRatio, the
+    cluster mask they are fitted outside of and the drift removed first
+    (:func:`skipperdask.peaks.fit_average_image`)."""
+    stats = analysis.statistics
     if bin_width == "auto":
-        bin_width = _peaks_bin_width(analysis, values)
-    fit = _fit(analysis, values, bin_width, settings)
-    fit = _masked_fit(analysis, analysis.statistics.average, values, fit, bin_width, settings)
-    fit, values = _drift_corrected_fit(analysis, fit, bin_width, settings)
-    # the last fit only, on the values it saw: is its gain the only one that holds?
-    fit = fitting.unambiguous(fit, analysis.fitted_values, bin_width=bin_width,
-                              acceptance=settings.acceptance)
-    analysis.peaks_fit = fit
+        bin_width = _peaks_bin_width(analysis, stats.average_values)
+    peaks = fit_average_image(stats.average, stats.average_values,
+                              integer_valued=stats.integer_valued, nskips=stats.plan.nskips,
+                              bin_width=bin_width, settings=settings)
+    fit = analysis.peaks_fit = peaks.fit
+    analysis.mask = peaks.mask
     for name, attribute in (("skNoise", "sigma"), ("darkCurrent", "lam"),
                             ("aduConversion", "gain"), ("pedestal", "x0")):
         reason = fit.reasons.get(attribute, "")
@@ -296,139 +263,34 @@ def _average_image_fit(analysis, bin_width, settings):
         _missing(analysis, "resolution", analysis.reasons.get("aduConversion")
                  or analysis.reasons.get("skNoise", ""), with_error=True)
     # every pixel counts for the tail ratio, clusters included: that is what it flags
-    ratio, reason = fitting.tail_ratio(fit, values)
+    ratio, reason = fitting.tail_ratio(fit, peaks.values)
     if reason:
         _missing(analysis, "tailRatio", reason)
     else:
         analysis.values["tailRatio"] = float(ratio)
+    _mask_and_drift_figures(analysis, peaks)
 
 
-def _fit(analysis, values, bin_width, settings, start=None):
-    """One Gauss-Poisson fit of the image's ``values`` (from ``start``, a fit of the same
-    image), the values kept as the last fitted; its ambiguity is checked on the last fit
-    only (:func:`_average_image_fit`)."""
-    analysis.fitted_values = values
-    return fitting.fit_gauss_poisson(values, bin_width=bin_width, acceptance=settings.acceptance,
-                                     start=start, check_ambiguity=False)
-
-
-def _resolved(estimate):
-    """Whether a fit's estimate (x0, σ, g, λ) has peaks to count electrons with."""
-    x0, sigma, gain, _ = estimate
-    return bool(np.all(np.isfinite(estimate)) and gain > 0
-                and sigma / gain < fitting.model.RESOLUTION_LIMIT)
-
-
-def _drift_corrected_fit(analysis, fit, bin_width, settings):
-    """The fit after removing a drift of the rows' zero level (:mod:`skipperdask.drift`),
-    and the values the tail ratio counts; the drift's figures go into the analysis."""
-    stats = analysis.statistics
-    values = stats.average_values
-    x0, sigma, gain, _ = fit.estimate
-    if not (np.isfinite(x0) and np.isfinite(sigma) and sigma > 0):
-        reason = "no zero-electron peak to find the rows' zero levels with"
-        _missing(analysis, "baselineDrift", reason)
-        _missing(analysis, "baselineCorrected", reason)
-        return fit, values
-    if not _resolved(fit.estimate):
-        gain = np.nan  # the zero peak alone
-    kept = np.isfinite(stats.average)
-    if analysis.mask is not None:
-        kept &= ~analysis.mask.masked
-    quantum = 1.0 / stats.plan.nskips if stats.integer_valued else 0.0
-    image, levels = remove_row_drift(stats.average, kept, x0=x0, gain=gain, sigma=sigma,
-                                     quantum=quantum)
-    if np.isfinite(levels.rms):
-        analysis.values["baselineDrift"] = levels.rms
-    else:
-        _missing(analysis, "baselineDrift", "fewer than 3 blocks of rows with pixels to use")
-    analysis.values["baselineCorrected"] = float(image is not None)
-    if image is None:
-        return fit, values
-    # the fit of the corrected image, then its clusters again (a drift moves the thresholds)
-    values = ValueCounts.of_values(image)
-    refit = _fit(analysis, _unmasked_values(values, image, ~kept), bin_width, settings, fit)
-    refit = _masked_fit(analysis, image, values, refit, bin_width, settings)
-    x0, sigma, gain, _ = refit.estimate
-    if np.isfinite(sigma):
-        kept = np.isfinite(image) & (True if analysis.mask is None else ~analysis.mask.masked)
-        left = row_levels(image, kept, x0=x0, gain=gain if _resolved(refit.estimate) else np.nan,
-                          sigma=sigma)
-        if left.drifts:
-            reason = (f"the rows' zero level drifts by {left.rms:.3g} ADU rms even after "
-                      "correction: rerun with --baseline row-median")
-            refit = fitting.model.without(refit, reason, ("sigma",))
-    return refit, values
-
-
-def _same_thresholds(before, after, npixels, seed_electrons):
-    """Whether two estimates (x0, σ, g, λ) put the mask's thresholds, in ADU, within 2 % of
-    the noise of each other: the mask would then be the same but for a pixel or two."""
-    def thresholds(x0, sigma, gain, lam):
-        seed, grow = charge_thresholds(npixels, lam, seed_electrons)
-        return np.array([x0 + (seed - 0.5) * gain, x0 + (grow - 0.5) * gain])
-
-    return bool(np.all(np.abs(thresholds(*before) - thresholds(*after)) < 0.02 * before[1]))
-
-
-def _unmasked_values(values, average, masked):
-    """The distribution of the pixels outside ``masked``, from the image's ``values``."""
-    if masked.mean() < 0.5:  # the distribution less the few masked pixels: no sort
-        return values.without(average[masked])
-    return ValueCounts.of_values(average[~masked])
-
-
-#: a mask that would leave less than this fraction of the pixels is not used
-MAX_MASKED = 0.95
-#: fits with a new cluster mask, at most: the mask's thresholds follow the fitted λ
-MASK_ITERATIONS = 3
-
-
-def _masked_fit(analysis, average, values, fit, bin_width, settings):
-    """The fit of the pixels of ``average`` (whose distribution is ``values``) outside
-    clusters (:mod:`skipperdask.mask`), the mask following the estimate of x0, σ, g and λ
-    of ``fit`` (a fit of the image) until it no longer changes; the mask's figures go into
-    the analysis."""
-    mask = None
-    if "gain" in fit.reasons:
-        # no electrons to threshold in, or a fit that clusters may have led astray: mask
-        # what is obvious without them and fit again
-        bright = bright_areas(average, halo=settings.mask_halo)
-        if bright.any() and bright.mean() < MAX_MASKED:
-            premasked = _fit(analysis, _unmasked_values(values, average, bright), bin_width,
-                             settings)
-            if "gain" not in premasked.reasons or not _resolved(fit.estimate):
-                fit = premasked
-    used = None  # the estimate the mask was found with
-    for _ in range(MASK_ITERATIONS):
-        if not _resolved(fit.estimate):
-            break  # no electrons to threshold in: the fit stands on every pixel
-        if used is not None and _same_thresholds(used, fit.estimate, average.size,
-                                                 settings.mask_seed_electrons):
-            break  # the refit moved the thresholds by a fraction of the noise: same mask
-        used = x0, sigma, gain, lam = fit.estimate
-        new = mask_clusters(average, x0=x0, gain=gain, lam=lam, sigma=sigma,
-                            seed_electrons=settings.mask_seed_electrons,
-                            halo=settings.mask_halo, hot_threshold=settings.mask_hot_threshold)
-        unchanged = mask is not None and np.array_equal(new.masked, mask.masked)
-        if new.fraction > MAX_MASKED:
-            # the thresholds in electrons of a fit that is no fit (a flat field, say)
-            break
-        mask = new
-        if unchanged or not mask.masked.any():
-            break
-        fit = _fit(analysis, _unmasked_values(values, average, mask.masked), bin_width,
-                   settings, fit)
-    analysis.mask = mask
-    if mask is None:
+def _mask_and_drift_figures(analysis, peaks):
+    """maskedFraction, clusters, hotColumns, baselineDrift and baselineCorrected."""
+    if peaks.mask is None:
         reason = "no first fit with resolved peaks to find clusters with"
         for name in ("maskedFraction", "clusters", "hotColumns"):
             _missing(analysis, name, reason)
     else:
-        analysis.values["maskedFraction"] = mask.fraction
-        analysis.values["clusters"] = float(mask.clusters)
-        analysis.values["hotColumns"] = float(mask.hot_columns.size)
-    return fit
+        analysis.values["maskedFraction"] = peaks.mask.fraction
+        analysis.values["clusters"] = float(peaks.mask.clusters)
+        analysis.values["hotColumns"] = float(peaks.mask.hot_columns.size)
+    if peaks.levels is None:
+        reason = "no zero-electron peak to find the rows' zero levels with"
+        _missing(analysis, "baselineDrift", reason)
+        _missing(analysis, "baselineCorrected", reason)
+        return
+    if np.isfinite(peaks.levels.rms):
+        analysis.values["baselineDrift"] = peaks.levels.rms
+    else:
+        _missing(analysis, "baselineDrift", "fewer than 3 blocks of rows with pixels to use")
+    analysis.values["baselineCorrected"] = float(peaks.corrected)
 
 
 def _peaks_bin_width(analysis, values):

@@ -382,7 +382,7 @@ class ImageStatistics:
         return dataclasses.replace(
             self,
             plan=dataclasses.replace(self.plan, polarity=-self.plan.polarity),
-            average=None if self.average is None else -self.average,
+            average=-self.average,
             average_values=average_values,
             partial_averages=-self.partial_averages,
             histograms=histograms,
