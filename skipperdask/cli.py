@@ -49,8 +49,9 @@ def _add_metric_options(parser, chunks=True):
                        "the header says IMAGE='averaged' or the file name contains Avg, else "
                        "the side of each amplifier's charge tail, else -1")
     group.add_argument("--baseline", choices=("none", "row-median"),
-                       help="subtract each row's median (use when the baseline drifts along "
-                       "rows; default: none)")
+                       help="subtract each row's median in the pixel pass (default: none; a "
+                       "drift along rows is otherwise measured on the fitted peaks and "
+                       "removed, see baselineDrift; use row-median where a reason asks for it)")
     if chunks:
         group.add_argument("--chunk-bytes", metavar="SIZE",
                            help="stored pixels one statistics task reads when a file is split "
