@@ -32,12 +32,12 @@ import time
 
 import numpy as np
 from campaign import RAW_PEDESTAL, cluster_counts  # also puts this checkout on sys.path
+from skipperdask.reader import scan_file
+from skipperdask.stats import plan_statistics, read_chunk_statistics
 from threadpoolctl import threadpool_limits
 
 from skipperdask.metrics import analyse
-from skipperdask.reader import scan_file
 from skipperdask.simulate import Truth, cluster_fraction, write_image
-from skipperdask.stats import plan_statistics, read_chunk_statistics
 
 NOISES = (0.05, 0.15, 0.25, 0.35, 0.45, 0.6, 0.8)  # σ/g: noise of a pixel's value, e⁻
 DARK_CURRENTS = (0.001, 0.05, 0.3, 1.0, 3.0, 5.0)  # λ, e⁻/pixel

@@ -46,9 +46,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 import psutil  # noqa: E402
 from astropy.io import fits  # noqa: E402
-
 from skipperdask.cluster import connect  # noqa: E402
 from skipperdask.pipeline import process  # noqa: E402
+
 from skipperdask.simulate import Truth, cluster_fraction, write_image  # noqa: E402
 
 MB = 1_000_000
@@ -231,10 +231,11 @@ def warm_up(client, path, catalogue):
 
 def profile_stages(large_path, small_path, catalogue):
     """Seconds of each stage of one image, in this process, one thread (warm cache)."""
-    from skipperdask.catalogue import Catalogue
     from skipperdask.pipeline import Options, _metrics, _record, image_task
     from skipperdask.reader import scan_file
     from skipperdask.stats import ImageStatistics, read_chunk_statistics
+
+    from skipperdask.catalogue import Catalogue
 
     options = Options.from_config()
     stages = {}

@@ -5,13 +5,18 @@ The public API:
 - :func:`open_image`: a FITS file as a lazy labelled ``(amp, row, col, skip)`` DataArray;
 - :func:`image_metrics`: the quality metrics of one image, as an ``xarray.Dataset`` over ``amp``;
 - :func:`process`: the metrics of a whole campaign on a Dask cluster, into a Zarr + CSV catalogue;
+- :class:`Options`: every setting of a run, read from ``dask.config`` at the edge and carried;
+- :class:`SkipperError` and its kinds: what can go wrong;
 - :mod:`skipperdask.simulate`: simulated images whose truth is known.
+
+The folders tell the architecture (``docs/architecture.md``): ``io`` → ``statistics`` →
+``fitting`` → ``metrics`` → ``catalogue`` → ``campaign`` → ``plots`` → ``cli``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import config  # noqa: F401  (registers the dask.config defaults)
-from .errors import SkipperError
+from .errors import BadFileError, BadOptionError, CatalogueError, SkipperError
 
 try:
     __version__ = version("skipperdask")
@@ -20,12 +25,15 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 # the heavy modules load on first use, so that `import skipperdask` and `--help` stay fast
 _public = {
-    "open_image": "reader",
+    "open_image": "io",
     "image_metrics": "metrics",
-    "process": "pipeline",
+    "process": "campaign",
+    "Options": "config",
 }
 
-__all__ = ["SkipperError", "__version__", *_public]
+__all__ = [
+    "BadFileError", "BadOptionError", "CatalogueError", "SkipperError", "__version__", *_public,
+]
 
 
 def __getattr__(name):

@@ -1,31 +1,107 @@
-"""skipperdask's settings, kept in ``dask.config`` under ``skipperdask:``.
+"""skipperdask's settings: defaults in ``skipperdask.yaml``, read once at the edge.
 
-The defaults live in ``skipperdask.yaml`` beside this module (read it for what each
-setting means); like dask-jobqueue, they are registered once at import and read at
-call time, so that ``dask.config.set`` and ``DASK_SKIPPERDASK__*`` variables apply.
+The defaults live in ``skipperdask.yaml`` beside this module (read it for what each setting
+means) and nowhere else; ``skipperdask-schema.yaml`` is their JSON schema (a test checks the
+one against the other, as distributed does for its own settings). Like dask-jobqueue, they are
+registered in ``dask.config`` at import, so that ``~/.config/dask/skipperdask.yaml``,
+``DASK_SKIPPERDASK__*`` variables and ``dask.config.set`` apply.
+
+The public entry points (the command line, :func:`skipperdask.process`,
+:func:`skipperdask.image_metrics`, :func:`skipperdask.open_image`,
+:func:`skipperdask.campaign.connect`) read them once, into :class:`Options` and
+:class:`ClusterOptions`, and pass those objects down: nothing below them reads
+``dask.config``, so a worker computes with the settings its client chose.
 """
 
+import dataclasses
 import os
 
 import dask.config
 import yaml
+from dask.utils import parse_bytes
 
-_defaults_path = os.path.join(os.path.dirname(__file__), "skipperdask.yaml")
+from .errors import BadOptionError
+
+_here = os.path.dirname(__file__)
+_defaults_path = os.path.join(_here, "skipperdask.yaml")
+#: the JSON schema of the settings
+SCHEMA_PATH = os.path.join(_here, "skipperdask-schema.yaml")
 with open(_defaults_path) as f:
     defaults = yaml.safe_load(f)
 
 dask.config.update_defaults(defaults)
 dask.config.ensure_file(source=_defaults_path)
 
+BASELINES = ("none", "row-median")
 
-def get(key, default=None):
-    """Read one ``skipperdask.<key>`` setting now.
 
-    Parameters
-    ----------
-    key : str
-        The setting's name in ``skipperdask.yaml`` (e.g. ``"workers"``).
-    default : object, optional
-        Returned when the setting is absent.
+def settings():
+    """The ``skipperdask`` section of ``dask.config`` as it is now: setting name -> value."""
+    return dict(dask.config.get("skipperdask"))
+
+
+class _FromSettings:
+    """Options dataclasses built from the settings: each field ``a_b`` is the setting ``a-b``."""
+
+    @classmethod
+    def from_config(cls, **overrides):
+        """The options in ``dask.config`` (``skipperdask.*``) now, overridden by the arguments
+        that are not None (e.g. ``Options.from_config(baseline="row-median")``)."""
+        current = settings()
+        values = {f.name: current[f.name.replace("_", "-")] for f in dataclasses.fields(cls)}
+        return cls(**values).updated(**overrides)
+
+    def updated(self, **overrides):
+        """These options with the arguments that are not None instead."""
+        overrides = {name: value for name, value in overrides.items() if value is not None}
+        return dataclasses.replace(self, **overrides) if overrides else self
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(_FromSettings):
+    """How the metrics of an image are computed and its pixels read (stored in a catalogue's
+    provenance). Build it with :meth:`from_config`; ``skipperdask.yaml`` says what each
+    option means.
     """
-    return dask.config.get(f"skipperdask.{key}", default)
+
+    polarity: int | None
+    baseline: str
+    chunk_bytes: int
+    whole_file_memory: int
+    max_entropy_samples: int
+    max_noise_samples: int
+    peaks_bin_width: float | str
+    fit_acceptance: float
+    fit_chi2_tolerance: float
+    mask_seed_electrons: int
+    mask_halo: int
+    mask_hot_threshold: float
+
+    def __post_init__(self):
+        if self.polarity not in (None, 1, -1):
+            raise BadOptionError(f"polarity must be +1 or -1, not {self.polarity!r}")
+        if self.baseline not in BASELINES:
+            raise BadOptionError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
+        for name in ("chunk_bytes", "whole_file_memory"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # "64MiB": frozen, so through object.__setattr__
+                object.__setattr__(self, name, parse_bytes(value))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterOptions(_FromSettings):
+    """Where and how a local or SLURM cluster starts (:func:`skipperdask.campaign.connect`).
+    Build it with :meth:`from_config`."""
+
+    workers: int | None
+    threads_per_worker: int
+    memory_limit: str | int
+    host: str
+    dashboard_address: str
+    malloc_trim_threshold: int
+    malloc_mmap_threshold: int
+
+    def __post_init__(self):
+        for name in ("malloc_trim_threshold", "malloc_mmap_threshold"):
+            object.__setattr__(self, name, parse_bytes(str(getattr(self, name))))

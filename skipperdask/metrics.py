@@ -13,16 +13,17 @@ import dask
 import numpy as np
 import xarray as xr
 
-from . import config, fitting
+from . import fitting
 from .blas import single_threaded_blas
+from .config import Options
+from .io.layout import resolve_polarity
 from .peaks import FitSettings, fit_average_image
-from .reader import resolve_polarity
-from .stats import Histogram, ImageStatistics, ValueCounts, chunk_statistics, plan_statistics
+from .statistics import Histogram, ImageStatistics, ValueCounts, plan_of, row_chunks
 
 logger = logging.getLogger(__name__)
 
 #: metrics with a one-sigma uncertainty ``<name>_err``
-FITTED = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution")
+WITH_ERROR = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution")
 #: metrics that can be missing, each with a ``<name>_reason`` variable
 REASONED = (
     "aveImgS", "dSdskip", "imgNoise", "skNoise", "darkCurrent", "aduConversion", "pedestal",
@@ -127,7 +128,7 @@ def _single_sample_noise(analysis):
 def _fit_single_samples(analysis):
     """The Gaussians of the single-sample images, fitted all at once."""
     stats = analysis.statistics
-    nsamples = min(stats.plan.nskips, config.get("max-noise-samples", 50), len(stats.histograms))
+    nsamples = min(stats.plan.noise_samples, len(stats.histograms))
     windows = [sample_noise_histogram(stats, index) for index in range(nsamples)]
     analysis.sample_noise_fits.extend(_fit_windows(windows))
 
@@ -155,7 +156,7 @@ def _entropy_slope(analysis):
         # 1-ADU bins from the image's minimum, every value its own bin
         histogram = Histogram.of_value_counts(average, origin=average.min)
         analysis.values["aveImgS"] = histogram.entropy()
-    nsamples = min(stats.plan.nskips, config.get("max-entropy-samples", 30))
+    nsamples = stats.plan.entropy_samples
     analysis.entropies = np.array([h.entropy() for h in stats.histograms[:nsamples]])
     if stats.plan.nskips == 1:
         _missing(analysis, "dSdskip", "nskips = 1: no single samples", with_error=True)
@@ -418,7 +419,7 @@ def _contained(analysis, step, names, *args):
         reason = f"internal error: {type(error).__name__}: {error}"
         logger.warning("%s missing: %s", ", ".join(names), reason)
         for name in names:
-            _missing(analysis, name, reason, with_error=name in FITTED)
+            _missing(analysis, name, reason, with_error=name in WITH_ERROR)
 
 
 #: the steps of the analysis, in order, and the metrics each fills
@@ -434,19 +435,15 @@ _STEPS = (
 )
 
 
-def analyse(statistics, *, bin_width=None, fit_settings=None, polarity_source="default"):
+def analyse(statistics, options, *, polarity_source="default"):
     """All the measurements of one amplifier image from its statistics.
 
     Parameters
     ----------
-    statistics : skipperdask.stats.ImageStatistics
+    statistics : skipperdask.statistics.ImageStatistics
         The combined statistics of the whole image.
-    bin_width : float or "auto", optional
-        Bin width (ADU) of the average image's histogram for the peaks fit; default
-        ``skipperdask.peaks-bin-width`` ("auto": 1 ADU unless the averaged noise is
-        below 1 ADU).
-    fit_settings : FitSettings, optional
-        Default: from ``dask.config``.
+    options : skipperdask.config.Options
+        The run's options: the peaks' bin width, the fit's acceptance, the cluster mask.
     polarity_source : {"option", "header", "name", "default"}
         What decided the polarity of ``statistics``; with ``"default"`` the data decide
         (:func:`settle_polarity`).
@@ -458,14 +455,11 @@ def analyse(statistics, *, bin_width=None, fit_settings=None, polarity_source="d
         in one step leaves the metrics of that step missing ("internal error: …") and the
         others computed.
     """
-    if bin_width is None:
-        bin_width = config.get("peaks-bin-width", "auto")
-    if fit_settings is None:
-        fit_settings = FitSettings.from_config()
+    fit_settings = FitSettings.of_options(options)
     statistics, polarity_source = settle_polarity(statistics, polarity_source)
     analysis = AmpAnalysis(statistics, polarity_source=polarity_source)
     for step, names in _STEPS:
-        args = (bin_width, fit_settings) if step is _average_image_fit else ()
+        args = (options.peaks_bin_width, fit_settings) if step is _average_image_fit else ()
         _contained(analysis, step, names, *args)
     return analysis
 
@@ -514,25 +508,45 @@ def metrics_dataset(analyses, amp_names, *, attrs=None):
                       attrs=dict(attrs or {}) | {"polarity": file_polarity})
 
 
-def _statistics_of_array(data, plan, rows_per_chunk):
-    """Delayed statistics of a (row, col, skip) dask or numpy array, one task per row chunk."""
-    import dask.array as da
+def image_statistics(pixels, options, *, rows_per_chunk=None, scheduler=None):
+    """The statistics of every amplifier of one image, and what decided their polarity.
 
-    if not isinstance(data, da.Array):
-        return dask.delayed(chunk_statistics)(np.ascontiguousarray(data), plan, 0)
-    ranges = plan.row_chunks(rows_per_chunk or max(data.chunks[0]))
-    data = data.rechunk((tuple(b - a for a, b in ranges), (plan.ncols,), (plan.nskips,)))
-    parts = [
-        dask.delayed(chunk_statistics)(block, plan, start)
-        for block, (start, _) in zip(data.to_delayed().ravel(), ranges, strict=True)
+    Each row chunk is one dask task (:func:`skipperdask.statistics.row_chunks`: an array of
+    :func:`skipperdask.open_image` is read from its file as a campaign reads it), the chunks
+    of an amplifier combined into its statistics.
+
+    Parameters
+    ----------
+    pixels : xarray.DataArray
+        Dims ``(amp, row, col, skip)``.
+    options : skipperdask.config.Options
+        Polarity (when ``pixels`` does not say it), baseline, samples used.
+    rows_per_chunk : int, optional
+        Rows of one task; default the array's own row chunks.
+    scheduler : str, optional
+        The dask scheduler (``"sync"`` inside a worker); default dask's.
+
+    Returns
+    -------
+    statistics : list of skipperdask.statistics.ImageStatistics
+        One per amplifier, in the order of ``pixels["amp"]``, with the provisional polarity.
+    polarity_source : {"option", "header", "name", "default"}
+    """
+    if pixels.dims != ("amp", "row", "col", "skip"):
+        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
+    polarity, source = _polarity(pixels, options.polarity)
+    plan = plan_of(pixels.shape[1:], polarity, options)
+    delayed = [
+        dask.delayed(ImageStatistics.combine)([dask.delayed(c.function)(*c.args) for c in amp])
+        for amp in row_chunks(pixels, plan, rows_per_chunk)
     ]
-    return dask.delayed(ImageStatistics.combine)(parts)
+    return list(dask.compute(*delayed, scheduler=scheduler)), source
 
 
-def analyse_image(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
+def analyse_image(pixels, options, *, rows_per_chunk=None, scheduler=None):
     """The measurements of every amplifier of one image: what :func:`image_metrics` tabulates.
 
-    Parameters are those of :func:`image_metrics`.
+    Parameters are those of :func:`image_statistics`.
 
     Returns
     -------
@@ -540,34 +554,53 @@ def analyse_image(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
         One per amplifier, in the order of ``pixels["amp"]``; each holds the statistics and
         the fits behind the metrics (the diagnostic plots draw them).
     """
-    if pixels.dims != ("amp", "row", "col", "skip"):
-        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
-    polarity, source = _polarity(pixels, polarity)
-    baseline = baseline or config.get("baseline", "none")
-    _, nrows, ncols, nskips = pixels.shape
-    plan = plan_statistics(
-        nrows, ncols, nskips, polarity, baseline=baseline,
-        max_entropy_samples=config.get("max-entropy-samples", 30),
-        max_noise_samples=config.get("max-noise-samples", 50),
-    )
-    delayed = [_statistics_of_array(pixels.data[a], plan, rows_per_chunk)
-               for a in range(pixels.sizes["amp"])]
-    statistics = dask.compute(*delayed)
+    statistics, source = image_statistics(pixels, options, rows_per_chunk=rows_per_chunk,
+                                          scheduler=scheduler)
+    return analyse_all(statistics, options, polarity_source=source)
+
+
+def analyse_all(statistics, options, *, polarity_source):
+    """:func:`analyse` of every amplifier of an image, BLAS on one thread."""
     with single_threaded_blas():
-        return [analyse(s, bin_width=bin_width, polarity_source=source) for s in statistics]
+        return [analyse(s, options, polarity_source=polarity_source) for s in statistics]
+
+
+def measure(statistics, options, *, polarity_source, amp_names, path):
+    """The metrics Dataset of one image from the statistics of its amplifiers: what
+    :func:`image_metrics` and a campaign's tasks give.
+
+    Parameters
+    ----------
+    statistics : list of skipperdask.statistics.ImageStatistics
+        One per amplifier, with the provisional polarity.
+    options : skipperdask.config.Options
+    polarity_source : {"option", "header", "name", "default"}
+        What decided that polarity.
+    amp_names : list of str
+    path : str
+        The image's file, kept in the attributes with the baseline.
+
+    Returns
+    -------
+    xarray.Dataset
+        See :func:`image_metrics`.
+    """
+    analyses = analyse_all(statistics, options, polarity_source=polarity_source)
+    return metrics_dataset(analyses, amp_names,
+                           attrs={"path": path, "baseline": options.baseline})
 
 
 def _polarity(pixels, polarity):
-    """The polarity and what decided it: the explicit one, else the image's own (as
-    :func:`skipperdask.open_image` resolved it), else :func:`resolve_polarity` on its
-    attributes."""
-    if polarity is None and "polarity" in pixels.attrs:
+    """The polarity and what decided it: the image's own (as :func:`skipperdask.open_image`
+    resolved it), else :func:`resolve_polarity` on its attributes with ``polarity``."""
+    if "polarity" in pixels.attrs:
         # a polarity given with the array, without saying where from, was chosen for it
         return int(pixels.attrs["polarity"]), pixels.attrs.get("polarity_source", "option")
     return resolve_polarity(pixels.attrs.get("path", ""), pixels.attrs, polarity)
 
 
-def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None):
+def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_per_chunk=None,
+                  options=None, scheduler=None):
     """The quality metrics of one image.
 
     Parameters
@@ -585,21 +618,31 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
         median average-image value, which is the zero-charge level wherever most
         pixels are empty.
     bin_width : float or "auto", optional
-        See :func:`analyse`.
+        Bin width (ADU) of the average image's histogram for the peaks fit; default
+        ``skipperdask.peaks-bin-width`` ("auto": 1 ADU unless the averaged noise is
+        below 1 ADU).
     rows_per_chunk : int, optional
         Rows of one statistics task (rounded to the cluster tile's height); default the
         array's own row chunks.
+    options : skipperdask.config.Options, optional
+        Every option; default from ``dask.config``. The arguments above override it.
+    scheduler : str, optional
+        The dask scheduler of the pass over the pixels; default dask's.
 
     Returns
     -------
     xarray.Dataset
-        Over ``amp``: the metrics of SPEC §2 (``aveImgS``, ``dSdskip``, ``dSdskip_err``,
+        Over ``amp``: the metrics (``aveImgS``, ``dSdskip``, ``dSdskip_err``,
         ``imgNoise``, ``skNoise``, …), ``pedestal``, ``resolution`` (e⁻), ``fitChi2``,
         ``noise_vs_n`` over ``(amp, nsamp)``, ``<name>_reason`` strings, and ``polarity``
         with ``polarity_source`` ("option", "header", "name", "data" or "default").
     """
-    baseline = baseline or config.get("baseline", "none")
-    analyses = analyse_image(pixels, polarity=polarity, baseline=baseline, bin_width=bin_width,
-                             rows_per_chunk=rows_per_chunk)
-    attrs = {"path": pixels.attrs.get("path", ""), "baseline": baseline}
-    return metrics_dataset(analyses, [str(a) for a in pixels["amp"].values], attrs=attrs)
+    options = (options or Options.from_config()).updated(baseline=baseline,
+                                                          peaks_bin_width=bin_width)
+    if polarity is not None:
+        pixels = pixels.assign_attrs(polarity=polarity, polarity_source="option")
+    statistics, source = image_statistics(pixels, options, rows_per_chunk=rows_per_chunk,
+                                          scheduler=scheduler)
+    return measure(statistics, options, polarity_source=source,
+                   amp_names=[str(a) for a in pixels["amp"].values],
+                   path=pixels.attrs.get("path", ""))

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import config, fitting
+from . import fitting
 from .drift import remove_row_drift, row_levels
 from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas, charge_thresholds
 from .mask import cluster_mask as mask_clusters
-from .stats import ValueCounts
+from .statistics import ValueCounts
 
 #: a mask that would leave less than this fraction of the pixels is not used
 MAX_MASKED = 0.95
@@ -50,15 +50,15 @@ class FitSettings:
     mask_hot_threshold: float = HOT_THRESHOLD
 
     @classmethod
-    def from_config(cls):
-        """The settings in ``dask.config`` (``skipperdask.fit-*``, ``mask-*``)."""
+    def of_options(cls, options):
+        """The settings a run's :class:`skipperdask.config.Options` give (``fit-*``,
+        ``mask-*``)."""
         return cls(
-            acceptance=fitting.Acceptance(
-                z=float(config.get("fit-acceptance", cls.acceptance.z)),
-                tolerance=float(config.get("fit-chi2-tolerance", cls.acceptance.tolerance))),
-            mask_seed_electrons=int(config.get("mask-seed-electrons", cls.mask_seed_electrons)),
-            mask_halo=int(config.get("mask-halo", cls.mask_halo)),
-            mask_hot_threshold=float(config.get("mask-hot-threshold", cls.mask_hot_threshold)),
+            acceptance=fitting.Acceptance(z=float(options.fit_acceptance),
+                                          tolerance=float(options.fit_chi2_tolerance)),
+            mask_seed_electrons=int(options.mask_seed_electrons),
+            mask_halo=int(options.mask_halo),
+            mask_hot_threshold=float(options.mask_hot_threshold),
         )
 
 

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 from scipy import special
 
-from ..stats import ValueCounts
+from ..statistics import ValueCounts
 
 #: most bins of a fitted histogram
 MAX_BINS = 20_000

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal, stats
 
-from ..stats import ValueCounts
+from ..statistics import ValueCounts
 from .gaussian import GaussianFit, fit_gaussian
 from .likelihood import histogram, interval_probabilities
 from .model import MIN_PEAK_PIXELS

@@ -1,0 +1,160 @@
+"""Which files a run processes, and where the seed's text table of each goes.
+
+The seed's rules, kept so that its users' command lines select the same files:
+
+- every ``-f`` pattern is a regular expression matched with :func:`re.match` (anchored at the
+  start only, as in the seed) against the base names of the files in the directory;
+- shell wildcards (``*.fits``, ``Img_?.fits``) select what :func:`fnmatch.fnmatchcase` selects;
+  a pattern counts as both, a file is selected when either matches;
+- a pattern naming an existing file selects that file only, in each searched directory (the
+  seed's regex reading of ``Img_1.fits`` would also pick ``Img_1.fits.fz``: not what a user
+  naming one file means);
+- a pattern may carry a directory part (``run3/Img_.*``, ``/data/run*/Img_[0-9]+.fits``), relative
+  to the processed directory; wildcards in that part select directories;
+- ``-r`` applies the name patterns in every subdirectory too;
+- the result is absolute paths, each file once, sorted naturally (``Img_2`` before ``Img_10``).
+
+The seed writes its table (default ``img_preproc_out.txt``) in the processed directory, so with
+``-r`` each directory gets its own table unless ``-o`` is absolute: :func:`tables_for` groups the
+selected files by the table they belong to.
+"""
+
+import fnmatch
+import glob
+import os
+import re
+
+from ..catalogue import natural_key
+
+DEFAULT_PATTERN = r"Img_[0-9]+.fits"
+DEFAULT_OUTPUT = "img_preproc_out.txt"
+
+def _name_matches(pattern, name):
+    """Whether a base name is selected by one name pattern (regex or shell wildcard)."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    try:
+        return re.match(pattern, name) is not None
+    except re.error:  # "*.fits" is no regex, only a wildcard
+        return False
+
+
+def _search_dirs(directory, dir_part, recursive):
+    """The directories whose files a pattern's name part is matched against."""
+    base = os.path.join(directory, dir_part)  # an absolute dir_part stays as it is
+    tops = sorted(glob.glob(base)) if glob.has_magic(dir_part) else [base]
+    for top in tops:
+        if not os.path.isdir(top):
+            continue
+        if not recursive:
+            yield top
+            continue
+        for root, subdirs, _ in os.walk(top):
+            subdirs.sort(key=natural_key)
+            yield root
+
+
+def select_files(patterns=None, directory=".", recursive=False):
+    """The files a run processes, by the seed's rules (see the module's docstring).
+
+    Parameters
+    ----------
+    patterns : str or list of str, optional
+        Regular expressions, shell wildcards or file names (``-f``); default
+        ``Img_[0-9]+.fits``.
+    directory : str or os.PathLike
+        The processed directory (``-d``); relative patterns are taken in it.
+    recursive : bool
+        Also look in every subdirectory (``-r``).
+
+    Returns
+    -------
+    list of str
+        Absolute paths of regular files, each once, sorted naturally.
+    """
+    if patterns is None:
+        patterns = [DEFAULT_PATTERN]
+    elif isinstance(patterns, str | os.PathLike):
+        patterns = [patterns]
+    directory = os.fspath(directory)
+    found = set()
+    for pattern in map(os.fspath, patterns):
+        dir_part, name_part = os.path.split(pattern)
+        for folder in _search_dirs(directory, dir_part, recursive):
+            named = os.path.join(folder, name_part)
+            if name_part and os.path.isfile(named):
+                found.add(os.path.abspath(named))
+                continue
+            for entry in os.scandir(folder):
+                if entry.is_file() and _name_matches(name_part, entry.name):
+                    found.add(os.path.abspath(entry.path))
+    return sorted(found, key=natural_key)
+
+
+def seed_table_path(directory, output=DEFAULT_OUTPUT):
+    """Where the seed writes the table of the files of one directory.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory the files are in.
+    output : str or os.PathLike
+        ``-o``: an absolute path is used as it is; a relative one is taken in ``directory``
+        (not in the current directory), as the seed does.
+
+    Returns
+    -------
+    str
+        Absolute path of the table.
+    """
+    return os.path.abspath(os.path.join(directory, output))
+
+
+def tables_for(paths, output=DEFAULT_OUTPUT):
+    """Group files by the seed table they belong to (one per directory unless ``-o`` is absolute).
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Files, e.g. from :func:`select_files`.
+    output : str or os.PathLike
+        ``-o``.
+
+    Returns
+    -------
+    dict of str to list of str
+        Table path → absolute paths of its files, in natural order; tables in natural order.
+    """
+    groups = {}
+    for path in sorted(map(os.path.abspath, paths), key=natural_key):
+        groups.setdefault(seed_table_path(os.path.dirname(path), output), []).append(path)
+    return dict(sorted(groups.items(), key=lambda item: natural_key(item[0])))
+
+
+def files_to_process(paths, catalogue, reprocess=False):
+    """The paths to process: not yet in the catalogue, failed before (a transient failure
+    or a file since repaired), or changed since (size or mtime); all of them to reprocess.
+
+    Returns
+    -------
+    (todo, skipped) : (list of str, list of str)
+    """
+    done = {} if reprocess else catalogue.processed()
+    todo, skipped = [], []
+    seen = set()
+    for path in paths:
+        path = os.path.abspath(path)
+        if path in seen:
+            continue
+        seen.add(path)
+        entry = done.get(path)
+        if entry is not None and entry.ok:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stat = None
+            if stat is not None and (stat.st_size, stat.st_mtime) == tuple(entry[:2]):
+                skipped.append(path)
+                continue
+        todo.append(path)
+    return todo, skipped

@@ -1,0 +1,182 @@
+"""A campaign on a ``distributed`` cluster: files in, catalogue out.
+
+Work is submitted as the cluster frees up, never as one giant graph: at most a window of
+files is in flight. Each file starts with one task, ``image-…`` (:func:`~.task.file_task`),
+that opens it on a worker and computes it whole, reading it block by block: the workers then
+share the campaign file by file, with nothing to send between them. A file larger than one
+chunk comes back split instead (:class:`~.task.Split`) when it is among the last files of
+the campaign (as many as worker threads: whole files would leave workers idle at the end) or
+when its statistics would need more than ``whole_file_memory``; its row chunks become
+``statistics-…`` tasks spread over the workers, and one ``fit-…`` task combines them and
+fits. Results reach the client as they finish and are committed to the catalogue in batches
+by :class:`~skipperdask.catalogue.CatalogueWriter`; a file that fails becomes a catalogue
+entry holding its error.
+"""
+
+import contextlib
+import dataclasses
+import os
+import time
+import uuid
+from collections import deque
+
+from distributed import as_completed
+
+from ..blas import SingleThreadedBLAS
+from ..catalogue import Catalogue, CatalogueWriter
+from ..config import ClusterOptions, Options
+from .files import files_to_process
+from .progress import Progress, Summary
+from .task import Measured, Split, failed_record, file_task, fit_task, split_statistics
+
+
+def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv=None,
+            seed_tables=None, progress=None, window=None, commit_seconds=None):
+    """Compute the metrics of many files on a Dask cluster into a catalogue.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        The FITS files.
+    catalogue : str or os.PathLike
+        The Zarr store; created, or extended and updated.
+    client : distributed.Client, optional
+        The cluster to use; default a local cluster on loopback, closed at the end (see
+        :func:`skipperdask.campaign.connect`).
+    reprocess : bool
+        Recompute files already in the catalogue (the seed's ``-a``). By default they are
+        skipped unless their size or modification time changed.
+    options : skipperdask.config.Options, optional
+        Metric options; default from ``dask.config``.
+    csv : str, optional
+        The CSV table written beside the store, one row per image × amplifier; default the
+        store's path with ``.csv``.
+    seed_tables : dict of str to list of str, optional
+        The seed's text tables to write: table path -> the files it lists.
+    progress : bool, optional
+        Show a progress bar; default when standard error is a terminal.
+    window : int, optional
+        Files in flight at once; default four per worker thread.
+    commit_seconds : float, optional
+        Commit finished images to the catalogue this often, and at the end, so a killed run
+        loses at most that much work; default every 5 s, or ten times the last commit's
+        duration when longer (a commit rewrites the catalogue).
+
+    Returns
+    -------
+    xarray.Dataset
+        The whole catalogue. ``.attrs["summary"]`` says how the run went.
+    """
+    options = options or Options.from_config()
+    store = Catalogue(catalogue)
+    todo, skipped = files_to_process(paths, store, reprocess)
+    summary = Summary(skipped=len(skipped))
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            from .cluster import connect
+
+            client = stack.enter_context(connect(options=ClusterOptions.from_config()))
+        else:  # a client of the caller's: its workers too
+            client.register_plugin(SingleThreadedBLAS())
+        writer = CatalogueWriter(store, dataclasses.asdict(options),
+                                 csv or _default_csv(catalogue), seed_tables, commit_seconds)
+        stack.callback(writer.close)  # commits what is left, even when the run fails
+        bar = Progress(len(todo), enabled=progress)
+        _Campaign(client, options, todo, window).run(writer, summary, bar)
+    bar.close(summary)
+    dataset = store.to_dataset()
+    dataset.attrs["summary"] = str(summary)
+    return dataset
+
+
+class _Campaign:
+    """The submission loop of one run: files submitted as results come back."""
+
+    def __init__(self, client, options, todo, window):
+        self.client, self.options = client, options
+        threads = sum(client.nthreads().values())
+        self.window = max(4, 4 * threads) if window is None else window
+        # The last files (as many as worker threads) are spread over the workers chunk by
+        # chunk, so that no worker waits for another one's whole file at the end (measured:
+        # better than fanning out two or three files per thread). Their headers are read
+        # first, while the workers are free (a short task queued behind a whole file held
+        # its fan-out back and left the other workers idle), and they fan out once every
+        # other file is submitted.
+        split = max(len(todo) - threads, 0)
+        self.queue = deque(todo[:split])
+        self.last = todo[split:]
+        self.waiting = deque()  # the Split of the last files, until every other is submitted
+        # results travel with their completion, gathered concurrently, not one round trip each
+        self.futures = as_completed(with_results=True, raise_errors=False)
+        self.path_of = {}  # future key -> its file
+
+    def run(self, writer, summary, bar):
+        """Submit every file, hand each record to ``writer`` as it comes, count it in
+        ``summary``."""
+        start = time.perf_counter()
+        for path in self.last:
+            self._submit(path, "image", file_task, path, self.options, False)
+        for _ in range(self.window):
+            self._submit_next()
+        for future, result in self.futures:
+            path = self.path_of.pop(future.key)
+            if _is_error(result):  # the file's own failure: record it, go on
+                result = Measured(failed_record(path, _error_of(result)))
+            future.release()
+            match result:
+                case Measured(record):
+                    writer.put(record)
+                    if record.ok:
+                        summary.ok += 1
+                        summary.bytes += record.size
+                    else:
+                        summary.failed += 1
+                    if path not in self.last:  # the last files came on top of the window
+                        self._submit_next()
+                case Split() if path in self.last:
+                    self.waiting.append((path, result))
+                case Split():  # statistics too large for one worker: still in flight
+                    self._fan_out(path, result)
+            while self.waiting and not self.queue:
+                self._fan_out(*self.waiting.popleft())
+            summary.seconds = time.perf_counter() - start
+            bar.update(summary)
+        summary.seconds = time.perf_counter() - start
+
+    def _submit(self, path, stage, function, *args):
+        # a fresh key per run, so a rerun recomputes instead of reusing a cached result
+        future = self.client.submit(function, *args, key=f"{stage}-{uuid.uuid4().hex}")
+        self.path_of[future.key] = path
+        self.futures.add(future)
+
+    def _submit_next(self):
+        if self.queue:
+            path = self.queue.popleft()
+            self._submit(path, "image", file_task, path, self.options, True)
+
+    def _fan_out(self, path, split):
+        """Submit the row-chunk statistics of a split file, and the fit that gathers them."""
+        started = time.time()
+        parts_per_amp = [
+            [self.client.submit(chunk.function, *chunk.args, key=f"statistics-{uuid.uuid4().hex}")
+             for chunk in chunks]
+            for chunks in split_statistics(split.layout, self.options)
+        ]
+        self._submit(path, "fit", fit_task, split.layout, self.options, parts_per_amp, started)
+
+
+def _is_error(result):
+    """Whether ``as_completed(raise_errors=False)`` gave an error, not a result: the error
+    or its (type, value, traceback). Not the future's status: a result already gathered
+    stays good when its worker dies afterwards, though the future is then rescheduled."""
+    return isinstance(result, BaseException) or (
+        isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException))
+
+
+def _error_of(result):
+    return result[1] if isinstance(result, tuple) else result
+
+
+def _default_csv(catalogue):
+    root, _ = os.path.splitext(os.fspath(catalogue).rstrip("/"))
+    return root + ".csv"

@@ -1,0 +1,47 @@
+"""The campaign catalogue: a Zarr store that ``xr.open_zarr`` opens, a CSV, and the seed's table.
+
+Layout of the catalogue (one entry per image × amplifier)
+---------------------------------------------------------
+Dimensions ``image`` (positional, images in natural order of their paths), ``amp`` (the union
+of the amplifier names of all images, naturally sorted: ``ds.skNoise.sel(amp="CCD_A")``) and
+``nsamp`` (the union of the sample counts of ``noise_vs_n``). Values an image does not have
+(an amplifier it lacks, a longer ``noise_vs_n``, a failed file) are padded: NaN for floats,
+``""`` for strings, ``-1`` for integers (``nskips``), ``False`` for ``amp_present``.
+
+- coordinates ``path`` and ``time`` (image): the file, and when it was taken (the first of the
+  ``DATE-OBS``, ``DATEINI``, ``DATESTART``, ``DATE`` header keywords that parses, taken as UTC,
+  else the file's modification time; ``time_source`` says which), so that
+  ``ds.skNoise.plot.line(x="time")`` works;
+- ``size`` (bytes), ``mtime`` (``os.stat().st_mtime``, seconds), ``status`` (``"ok"`` or
+  ``"failed"``), ``error`` (the file-level error message, ``""`` when ok), ``elapsed`` (seconds
+  spent on the image), ``committed`` (when it entered the catalogue) over ``image``;
+- ``polarity`` (±1; 0 when unknown, as for a failed file; -1 padding where ``amp_present`` is
+  False) and ``polarity_source`` (``"option"``, ``"header"``, ``"name"``, ``"data"`` or
+  ``"default"``: what decided it) over (image, amp), as the metrics give them (catalogues of
+  earlier versions hold one ``polarity`` per image: it spreads over the amplifiers);
+- ``amp_present`` (image, amp): whether the file has that amplifier;
+- every variable of :func:`skipperdask.metrics.image_metrics`, over (image, amp) or
+  (image, amp, nsamp): the metrics, their ``_err`` and their ``_reason``;
+- every numeric FITS header keyword (numbers, and strings that read as numbers, as the LTA
+  writes them), as float64 variables named as the keyword, with attribute ``header_keyword``
+  (a keyword clashing with a name above gets the prefix ``header_``). A keyword found in any
+  amplifier's header is a variable over (image, amp) whose value is the amplifier's, or the
+  primary header's when the amplifier's header lacks it (FITS ``INHERIT``); a keyword only ever
+  found in primary headers is a variable over ``image``;
+- attributes: ``skipperdask_version``, ``options`` (JSON of the last run's options),
+  ``created`` and ``updated`` (UTC).
+
+Modules: :mod:`~.records` (a finished image, and the catalogue's arrays built from many),
+:mod:`~.store` (the versioned Zarr store, never half-written), :mod:`~.tables` (the CSV and
+the seed's text table), :mod:`~.writer` (a run's commits, from a thread of their own).
+"""
+
+from .records import Entry, ImageRecord, natural_key
+from .store import Catalogue
+from .tables import SEED_COLUMNS, format_csv, format_seed_table
+from .writer import CatalogueWriter
+
+__all__ = [
+    "SEED_COLUMNS", "Catalogue", "CatalogueWriter", "Entry", "ImageRecord", "format_csv",
+    "format_seed_table", "natural_key",
+]

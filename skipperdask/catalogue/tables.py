@@ -1,0 +1,191 @@
+"""The catalogue as tables: the CSV (one row per image × amplifier) and the seed's text table."""
+
+import csv
+import io
+import os
+
+import numpy as np
+
+from .records import IMAGE_VARIABLES, fill_value, storage_dtype
+
+#: the seed's columns, in its order (the original image_preproc.py's table)
+SEED_COLUMNS = (
+    "filename",
+    "nskips",
+    "aveImgS",
+    "dSdskip",
+    "imgNoise",
+    "skNoise",
+    "tailRatio",
+    "darkCurrent",
+    "aduConversion",
+)
+#: seed columns printed as ``value +/- error``
+SEED_WITH_ERRORS = frozenset({"dSdskip", "skNoise", "darkCurrent", "aduConversion"})
+
+
+
+class _Cells:
+    """The value of one variable for one row, read from numpy arrays (xarray's indexing, cell by
+    cell, makes a table of thousands of rows take seconds)."""
+
+    def __init__(self, ds):
+        self.values = {name: var.values for name, var in ds.variables.items()}
+        self.per_amp = {name for name, var in ds.variables.items() if "amp" in var.dims}
+
+    def rows(self, paths=None):
+        """(image index, amp index or None) of every row: the amplifiers an image has, or one
+        row for an image that has none (a file that failed before its amplifiers were known)."""
+        if "path" not in self.values:
+            return []
+        wanted = None if paths is None else {os.path.abspath(p) for p in paths}
+        present = self.values["amp_present"]
+        rows = []
+        for i, path in enumerate(self.values["path"]):
+            if wanted is not None and str(path) not in wanted:
+                continue
+            amps = np.flatnonzero(present[i])
+            rows.extend([(i, a) for a in amps] if len(amps) else [(i, None)])
+        return rows
+
+    def __call__(self, name, i, a):
+        """The value, None when the catalogue has no such variable."""
+        values = self.values.get(name)
+        if values is None:
+            return None
+        if name not in self.per_amp:
+            return values[i]
+        if a is None:
+            return fill_value(storage_dtype(values.dtype))
+        return values[i, a]
+
+
+def _missing(x):
+    return x is None or (isinstance(x, float | np.floating) and np.isnan(x))
+
+
+def _seed_cell(cells, name, i, a):
+    value = cells(name, i, a)
+    if name == "nskips":
+        return "-1" if value is None or value < 0 else str(int(value))
+    if name not in SEED_WITH_ERRORS:
+        return "-1" if _missing(value) else f"{value:.4g}"
+    if _missing(value):
+        return "-1 +/- -1"
+    err = cells(f"{name}_err", i, a)
+    return f"{value:.2g} +/- " + ("-1" if _missing(err) else f"{err:.2g}")
+
+
+def format_seed_table(ds, paths=None):
+    """The seed's text table of a catalogue, as the original ``image_preproc.py`` writes it.
+
+    tabulate's "simple" format, written without tabulate: a header line, a dashes line, columns
+    separated by two spaces, each column at least its header's width + 2, numbers right-aligned,
+    text left-aligned. Columns ``filename nskips aveImgS dSdskip imgNoise skNoise tailRatio
+    darkCurrent aduConversion``; the file's full path comes first (the seed's readers take the
+    first token); plain numbers ``%.4g``; fitted values ``value +/- error`` (``%.2g`` each);
+    ``-1`` (``-1 +/- -1``) where missing, and for every value of a failed file. One row per
+    image × amplifier; when any file of the table has more than one amplifier, a trailing
+    ``amp`` column names it (empty for a failed file whose amplifiers are unknown), so that
+    single-amplifier campaigns get exactly the seed's columns.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A catalogue (:meth:`Catalogue.to_dataset` or ``xr.open_zarr``).
+    paths : iterable of str, optional
+        Only these files; default all.
+
+    Returns
+    -------
+    str
+    """
+    cells = _Cells(ds)
+    rows = cells.rows(paths)
+    columns = list(SEED_COLUMNS)
+    amp_names = ds.amp.values if "amp" in ds.dims else []
+    images = [i for i, _ in rows]
+    with_amp = len(set(images)) < len(images)
+    if with_amp:
+        columns.append("amp")
+    table = []
+    for i, a in rows:
+        line = [str(cells("path", i, a))]
+        line += [_seed_cell(cells, name, i, a) for name in SEED_COLUMNS[1:]]
+        if with_amp:
+            line.append("" if a is None else str(amp_names[a]))
+        table.append(line)
+    right = [name not in SEED_WITH_ERRORS and name not in ("filename", "amp") for name in columns]
+    widths = [
+        max([len(name) + 2, *(len(line[k]) for line in table)]) for k, name in enumerate(columns)
+    ]
+
+    def join(line):
+        return "  ".join(
+            cell.rjust(w) if r else cell.ljust(w)
+            for cell, w, r in zip(line, widths, right, strict=True)
+        )
+
+    lines = [join(columns), "  ".join("-" * w for w in widths), *map(join, table)]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(x):
+    if isinstance(x, np.datetime64):
+        return "" if np.isnat(x) else np.datetime_as_string(x, unit="auto")
+    if isinstance(x, float | np.floating):
+        return "" if np.isnan(x) else repr(float(x))
+    if isinstance(x, np.integer):
+        return str(int(x))
+    return str(x)
+
+
+def format_csv(ds):
+    """The catalogue as CSV text, one row per image × amplifier.
+
+    Columns: ``path, amp``, the bookkeeping (``status, error, time, time_source, size, mtime,
+    elapsed, committed, polarity, polarity_source``), every metric followed by its ``_err``,
+    every ``_reason``, ``noise_vs_n_<n>`` for each number of averaged samples, then the header
+    keywords. Missing numbers are empty cells; times are ISO 8601 (UTC); floats are written
+    with all their digits.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A catalogue.
+
+    Returns
+    -------
+    str
+    """
+    names = [name for name in ds.variables if name not in ds.dims and name != "amp_present"]
+    header_names = [n for n in names if "header_keyword" in ds[n].attrs]
+    reasons = [n for n in names if n.endswith("_reason")]
+    errors = {n for n in names if n.endswith("_err")}
+    special = set(IMAGE_VARIABLES) | set(header_names) | set(reasons) | errors | {"noise_vs_n"}
+    metric_columns = []
+    for name in names:
+        if name not in special:
+            metric_columns.append(name)
+            if f"{name}_err" in errors:
+                metric_columns.append(f"{name}_err")
+    metric_columns += [n for n in sorted(errors) if n not in metric_columns]
+    value_columns = [n for n in IMAGE_VARIABLES[1:] if n in ds] + metric_columns + reasons
+    nsamp = ds.nsamp.values if "noise_vs_n" in ds else []
+    amp_names = ds.amp.values if "amp" in ds.dims else []
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["path", "amp", *value_columns, *(f"noise_vs_n_{n}" for n in nsamp), *header_names]
+    )
+    cells = _Cells(ds)
+    for i, a in cells.rows():
+        line = [str(cells("path", i, a)), "" if a is None else str(amp_names[a])]
+        line += [_csv_cell(cells(name, i, a)) for name in value_columns]
+        curve = cells("noise_vs_n", i, a)
+        line += [_csv_cell(x) for x in np.broadcast_to(curve, len(nsamp))] if len(nsamp) else []
+        line += [_csv_cell(cells(name, i, a)) for name in header_names]
+        writer.writerow(line)
+    return out.getvalue()
+

@@ -1,0 +1,53 @@
+"""The ``skipperdask`` command line: a thin layer over the Python API, one module per command.
+
+Sub-commands::
+
+    skipperdask run       the seed's command line: metrics of many files into a catalogue
+    skipperdask demo      a small simulated campaign processed on a local cluster
+    skipperdask simulate  write simulated images whose truth is known
+    skipperdask inspect   diagnostic figure of one image
+    skipperdask report    HTML report of a catalogue
+
+Each module has ``add_parser(subparsers)`` and ``run(args)``; :func:`main` turns the errors
+they raise into a message and an exit status, here only (:data:`EXIT_STATUS`).
+"""
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import BadOptionError, SkipperError
+from . import demo, inspect, report, run, simulate
+
+#: the exit status of each kind of error, the first that matches: a bad option is a usage
+#: error (2, as argparse's own); any other problem (a bad file, a catalogue, the disk) is 1
+EXIT_STATUS = ((BadOptionError, 2), (SkipperError, 1), (OSError, 1))
+
+_COMMANDS = (run, demo, simulate, inspect, report)
+
+
+def build_parser():
+    """The argument parser of the ``skipperdask`` command."""
+    parser = argparse.ArgumentParser(
+        prog="skipperdask",
+        description="Image-quality metrics of skipper-CCD images, at campaign scale.",
+    )
+    parser.add_argument("--version", action="version", version=f"skipperdask {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in _COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``skipperdask`` command; returns the exit status.
+
+    An error of :data:`EXIT_STATUS` is printed on standard error as
+    ``skipperdask COMMAND: message``, without a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except tuple(kind for kind, _ in EXIT_STATUS) as error:
+        print(f"skipperdask {args.command}: {error}", file=sys.stderr)
+        return next(status for kind, status in EXIT_STATUS if isinstance(error, kind))

@@ -1,0 +1,70 @@
+"""What several commands share: the cluster and metric options, the client, links."""
+
+def add_cluster_options(parser):
+    """Where the work runs: Dask's own conventions (``--address``, ``--scheduler-file``)."""
+    group = parser.add_argument_group(
+        "cluster", "default: a local cluster on this machine, listening on 127.0.0.1 only"
+    )
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--address", metavar="ADDR",
+                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    where.add_argument("--scheduler-file", metavar="FILE",
+                       help="scheduler file written by `dask scheduler --scheduler-file`")
+    where.add_argument("--slurm", action="store_true",
+                       help="start the workers as SLURM jobs with dask-jobqueue "
+                       "(the `jobqueue.slurm` dask.config profile; see deploy/README.md)")
+    group.add_argument("--workers", metavar="N", type=int,
+                       help="worker processes of a local or SLURM cluster (default: one per core)")
+    group.add_argument("--threads-per-worker", metavar="N", type=int,
+                       help="threads per worker (default: skipperdask.threads-per-worker, 1)")
+    group.add_argument("--memory-limit", metavar="SIZE",
+                       help="memory per worker, e.g. 4GiB (default: the machine's memory shared)")
+    group.add_argument("--host", metavar="HOST",
+                       help="interface the local cluster listens on (default: 127.0.0.1)")
+    group.add_argument("--dashboard-address", metavar="ADDR",
+                       help="where the dashboard listens (default: 127.0.0.1:8787; :0 for any "
+                       "free port)")
+
+
+def add_metric_options(parser, chunks=True):
+    group = parser.add_argument_group("metrics")
+    group.add_argument("--polarity", type=int, choices=(-1, 1),
+                       help="sign of charge in the stored values, overriding the rule: +1 when "
+                       "the header says IMAGE='averaged' or the file name contains Avg, else "
+                       "the side of each amplifier's charge tail, else -1")
+    group.add_argument("--baseline", choices=("none", "row-median"),
+                       help="subtract each row's median in the pixel pass (default: none; a "
+                       "drift along rows is otherwise measured on the fitted peaks and "
+                       "removed, see baselineDrift; use row-median where a reason asks for it)")
+    if chunks:
+        group.add_argument("--chunk-bytes", metavar="SIZE",
+                           help="stored pixels one statistics task reads when a file is split "
+                           "over the workers (default: 64MiB; most files of a campaign are one "
+                           "task each, see skipperdask.whole-file-memory)")
+
+
+def connect(args):
+    """The client the options ``args`` ask for (:func:`skipperdask.campaign.connect`)."""
+    from ..campaign.cluster import connect
+
+    return connect(
+        address=args.address, scheduler_file=args.scheduler_file, slurm=args.slurm,
+        workers=args.workers, threads_per_worker=args.threads_per_worker,
+        memory_limit=args.memory_limit, host=args.host, dashboard_address=args.dashboard_address,
+    )
+
+
+def print_dashboard(client):
+    """Print the link to the client's dashboard, when it has one."""
+    from ..campaign.cluster import dashboard_link
+
+    link = dashboard_link(client)
+    if link:
+        print(f"Dask dashboard: {link}", flush=True)
+
+
+def file_url(path):
+    """The ``file://`` URL of a path."""
+    import pathlib
+
+    return pathlib.Path(path).resolve().as_uri()

@@ -1,0 +1,70 @@
+"""``skipperdask run``: the seed's command line, many files' metrics into a catalogue
+(:func:`skipperdask.process`)."""
+
+import os
+
+from ..errors import SkipperError
+from .arguments import add_cluster_options, add_metric_options, connect, print_dashboard
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "run",
+        help="compute the metrics of many files into a catalogue (the seed's command line)",
+        description="Compute the quality metrics of skipper-CCD FITS files on a Dask cluster "
+        "into a Zarr catalogue, a CSV table and the seed's text table. Files already in the "
+        "catalogue are skipped unless they changed or -a is given.",
+    )
+    parser.add_argument("-f", "--filenames", nargs="+", metavar="PATTERN",
+                        help="file names, shell wildcards or regular expressions matched against "
+                        "the names in the directory (default: Img_[0-9]+.fits)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="the seed's text table, written in the processed directory unless "
+                        "absolute (default: img_preproc_out.txt)")
+    parser.add_argument("-d", "--directory", default=".", metavar="DIR",
+                        help="directory of the files (default: the current directory)")
+    parser.add_argument("-a", "--all", action="store_true",
+                        help="reprocess files already in the catalogue")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="also process the subdirectories (one text table per directory "
+                        "unless -o is absolute)")
+    parser.add_argument("-p", "--print", action="store_true",
+                        help="print the text table instead of writing it")
+    parser.add_argument("--catalogue", metavar="PATH",
+                        help="the Zarr catalogue (default: beside the output file, "
+                        "img_preproc_out.zarr, with img_preproc_out.csv)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cluster_options(parser)
+    add_metric_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args):
+    """Process the selected files into the catalogue; print the summary (and the table)."""
+    from ..campaign import process, select_files, tables_for
+    from ..catalogue import Catalogue
+    from ..config import Options, settings
+
+    output = args.output or settings()["output"]
+    paths = select_files(args.filenames, args.directory, args.recursive)
+    if not paths:
+        raise SkipperError(f"no file matches {args.filenames or 'Img_[0-9]+.fits'} in "
+                           f"{os.path.abspath(args.directory)}")
+    tables = tables_for(paths, output)
+    if args.catalogue:
+        catalogue = args.catalogue
+    else:
+        table = os.path.join(os.path.abspath(args.directory), output)
+        catalogue = os.path.splitext(table)[0] + ".zarr"
+    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
+                                  chunk_bytes=args.chunk_bytes)
+    print(f"{len(paths)} files, catalogue {os.path.abspath(catalogue)}", flush=True)
+    with connect(args) as client:
+        print_dashboard(client)
+        dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
+                          seed_tables=None if args.print else tables,
+                          progress=False if args.no_progress else None)
+    print(dataset.attrs["summary"], flush=True)
+    if args.print:
+        print(Catalogue(catalogue).format_seed_table(paths), end="")  # it ends with a newline
+    return 0

@@ -1,0 +1,33 @@
+"""Pictures an analyst looks at: the diagnostics of one image and the report of a campaign.
+
+- :func:`inspect_image` (``skipperdask inspect``): one figure per amplifier with the average
+  image, the fitted Gaussian-smeared Poisson, the entropy slope, the noise against the number
+  of averaged samples and the single-sample noise fits (:func:`image_figure` builds it from an
+  :class:`~skipperdask.metrics.AmpAnalysis`).
+- :func:`write_report` (``skipperdask report``): a self-contained HTML page of a catalogue,
+  PNG figures beside it, relative links, no script and no server.
+
+Figures are :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas: no pyplot
+state, no display, safe in threads. What a panel plots is kept on its axes, so that tests (and
+curious users) can check it against the metrics: ``ax.skipperdask_fit`` is a dict of the
+parameters of the curve drawn, and lines carry a ``gid`` naming what they show. A metric that is
+missing is not a blank panel: its reason is written in it.
+
+Modules: :mod:`~.diagnostics` (one image), :mod:`~.report` (a campaign), :mod:`~.drawing`
+(what both draw with).
+"""
+
+from .diagnostics import image_figure, inspect_image
+from .report import (
+    distributions_figure,
+    flagged_images,
+    header_keywords,
+    metric_figure,
+    versus_figure,
+    write_report,
+)
+
+__all__ = [
+    "distributions_figure", "flagged_images", "header_keywords", "image_figure",
+    "inspect_image", "metric_figure", "versus_figure", "write_report",
+]

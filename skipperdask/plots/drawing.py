@@ -1,0 +1,40 @@
+"""What the figures draw with: a reason written across a panel, a value with its error, a log
+axis when values span decades, a PNG at the figures' resolution."""
+
+import os
+
+import numpy as np
+
+DPI = 100
+
+
+def say(ax, text, *, y=0.5, **kwargs):
+    """Write ``text`` across a panel, in the middle by default (why a curve is missing)."""
+    options = {"ha": "center", "va": "center", "wrap": True, "fontsize": 10,
+               "color": "0.25", "gid": "reason",
+               "bbox": {"boxstyle": "round", "facecolor": "lightyellow", "edgecolor": "0.6"}}
+    options.update(kwargs)
+    return ax.text(0.5, y, text, transform=ax.transAxes, **options)
+
+
+def value_text(value, error, digits=3):
+    """``value ± error`` with the error's significant digits deciding the precision."""
+    if not np.isfinite(value):
+        return "missing"
+    if not np.isfinite(error) or error <= 0:
+        return f"{value:.{digits}g}"
+    decimals = max(0, 1 - int(np.floor(np.log10(error))))
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def log_if_wide(ax, values):
+    """Log y axis when the positive values span more than a factor 30 (tailRatio, say)."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() > 30 * values.min():
+        ax.set_yscale("log")
+
+
+def save(figure, path):
+    figure.savefig(path, dpi=DPI)
+    return os.fspath(path)

@@ -1,0 +1,544 @@
+"""The catalogue: Zarr, CSV and seed-table round trips of hand-made metrics, and its safety."""
+
+import csv
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from skipperdask.catalogue import Catalogue, ImageRecord, format_seed_table
+from tests.seed_table import read_processed_from_seed_table
+
+WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+VALUES = [
+    "aveImgS",
+    "dSdskip",
+    "dSdskip_err",
+    "imgNoise",
+    "skNoise",
+    "skNoise_err",
+    "darkCurrent",
+    "darkCurrent_err",
+    "aduConversion",
+    "aduConversion_err",
+    "pedestal",
+    "pedestal_err",
+    "resolution",
+    "resolution_err",
+    "fitChi2",
+    "pixVar",
+    "clustVar",
+    "tailRatio",
+]
+REASONS = [
+    "aveImgS",
+    "dSdskip",
+    "imgNoise",
+    "skNoise",
+    "darkCurrent",
+    "aduConversion",
+    "resolution",
+    "pixVar",
+    "clustVar",
+    "tailRatio",
+]
+
+
+def fake_metrics(amps, nskips, seed):
+    """What metrics.image_metrics returns, by hand: values drawn from `seed`; with one sample
+    only, the metrics that need several are NaN with a reason, as the metrics module does."""
+    rng = np.random.default_rng(seed)
+    nsamp = [1]  # 1, 2, 4, ... and nskips itself
+    while nsamp[-1] < nskips:
+        nsamp.append(min(2 * nsamp[-1], nskips))
+    variables = {name: ("amp", rng.uniform(0.5, 50, len(amps))) for name in VALUES}
+    variables["nskips"] = ("amp", np.full(len(amps), nskips, dtype=np.int64))
+    variables["noise_vs_n"] = (("amp", "nsamp"), rng.uniform(0.1, 5, (len(amps), len(nsamp))))
+    for name in REASONS:
+        variables[f"{name}_reason"] = ("amp", np.array([""] * len(amps), dtype=object))
+    if nskips == 1:
+        for name in ("dSdskip", "pixVar", "clustVar"):
+            variables[name][1][:] = np.nan
+            variables[f"{name}_reason"][1][:] = "nskips = 1: no single samples"
+        variables["dSdskip_err"][1][:] = np.nan
+    return xr.Dataset(
+        variables,
+        coords={"amp": amps, "nsamp": nsamp},
+        attrs={"path": "ignored", "polarity": -1, "max_entropy_samples": 30},
+    )
+
+
+def record(path, amps=("CCD_A", "CCD_B"), nskips=16, seed=0, **kwargs):
+    kwargs.setdefault("header", {"EXPOSURE": 500.0, "DATE-OBS": "2025-08-07T17:02:13"})
+    return ImageRecord(
+        path=path,
+        size=1000 + seed,
+        mtime=1.7e9 + seed + 0.25,
+        metrics=fake_metrics(list(amps), nskips, seed),
+        elapsed=1.5,
+        **kwargs,
+    )
+
+
+def failed(path, error="truncated file: 2880 of 5760 bytes"):
+    return ImageRecord(path=path, size=2880, mtime=1.6e9, error=error, header={"EXPOSURE": 1.0})
+
+
+def image(ds, path):
+    """The catalogue entry of one file."""
+    (index,) = np.flatnonzero(ds.path.values == path)
+    return ds.isel(image=index)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return str(tmp_path / "catalogue.zarr")
+
+
+def test_empty_catalogue(store):
+    catalogue = Catalogue(store)
+    assert catalogue.processed() == {}
+    assert len(catalogue.to_dataset().data_vars) == 0
+    table = catalogue.format_seed_table().splitlines()
+    assert len(table) == 2 and table[0].split() == ["filename", *table[0].split()[1:]]
+
+
+def test_zarr_round_trip_has_every_value(store, tmp_path):
+    records = [record(str(tmp_path / f"Img_{i}.fits"), seed=i) for i in (1, 2, 10)]
+    Catalogue(store).add(records, options={"polarity": None, "chunk-bytes": "64MiB"})
+
+    ds = xr.open_zarr(store).load()  # warnings are errors here: none is emitted
+    assert ds.sizes["image"] == 3 and list(ds.amp.values) == ["CCD_A", "CCD_B"]
+    assert list(ds.path.values) == [r.path for r in records]  # natural order: 2 before 10
+    for r in records:
+        entry = image(ds, r.path)
+        for name in [*VALUES, "nskips"]:
+            np.testing.assert_array_equal(entry[name].values, r.metrics[name].values, name)
+        for name in REASONS:
+            assert list(entry[f"{name}_reason"].values) == ["", ""]
+        np.testing.assert_array_equal(entry.noise_vs_n.values, r.metrics.noise_vs_n.values)
+        assert int(entry["size"]) == r.size and float(entry.mtime) == r.mtime
+        assert str(entry.status.values) == "ok" and str(entry.error.values) == ""
+        assert entry.time.values == np.datetime64("2025-08-07T17:02:13")
+        assert str(entry.time_source.values) == "DATE-OBS"
+        assert int(entry.polarity) == -1 and float(entry.elapsed) == 1.5
+        assert float(entry.EXPOSURE) == 500.0
+    assert ds.attrs["options"] == '{"polarity": null, "chunk-bytes": "64MiB"}'
+    assert ds.attrs["skipperdask_version"] and ds.attrs["created"] <= ds.attrs["updated"]
+    assert "path" in ds.coords and "time" in ds.coords  # ds.skNoise.plot(x="time")
+
+
+def test_store_reads_back_as_xarray_would_write_it(store, tmp_path):
+    """The catalogue's own Zarr writer against ``Dataset.to_zarr``: the same Dataset and dtypes
+    from ``xr.open_zarr``, with failed files, differing amplifiers, header keywords, times."""
+    records = [record("/d/a.fits", seed=1), record("/d/b.fits", amps=("0",), nskips=1, seed=2,
+                                                  header={"EXPOSURE": 2.0, "TEMP": "140.5"}),
+               failed("/d/c.fits"), record("/d/d.fits", amps=("CCD_C",), header={})]
+    written = Catalogue(store).add(records, options={"polarity": -1})
+    reference = str(tmp_path / "reference.zarr")
+    with pytest.warns(UserWarning, match="Consolidated metadata"):
+        written.to_zarr(reference, zarr_format=3, consolidated=True)
+    mine, theirs = (xr.open_zarr(path, chunks=None).load() for path in (store, reference))
+    xr.testing.assert_identical(mine, theirs)
+    assert {n: v.dtype for n, v in mine.variables.items()} == {
+        n: v.dtype for n, v in theirs.variables.items()}
+    assert mine.time.dtype == np.dtype("datetime64[ns]") and mine.amp_present.dtype == bool
+
+
+def test_time_falls_back_to_mtime_and_reads_other_keywords(store):
+    records = [
+        record("/d/a.fits", seed=1, header={}),
+        record("/d/b.fits", seed=2, header={"DATEINI": "2025-08-07T17:02:13.5"}),
+        record("/d/c.fits", seed=3, header={"DATESTART": "2023-03-31T10:00:00+02:00"}),
+        record("/d/d.fits", seed=4, header={"DATE-OBS": "31/03/23", "DATE": "2023-04-01"}),
+    ]
+    ds = Catalogue(store).add(records)
+    assert list(ds.time_source.values) == ["mtime", "DATEINI", "DATESTART", "DATE"]
+    assert list(ds.time.values) == [
+        np.datetime64("2023-11-14T22:13:21.250", "ns"),  # mtime 1.7e9 + 1.25 s
+        np.datetime64("2025-08-07T17:02:13.5", "ns"),
+        np.datetime64("2023-03-31T08:00:00", "ns"),  # UTC
+        np.datetime64("2023-04-01T00:00:00", "ns"),
+    ]
+
+
+def test_a_replaced_path_gives_no_duplicate(store):
+    catalogue = Catalogue(store)
+    catalogue.add([record("/d/Img_1.fits", seed=1), record("/d/Img_2.fits", seed=2)])
+    catalogue.add([record("/d/Img_1.fits", seed=5), record("/d/Img_1.fits", seed=6)])
+    ds = xr.open_zarr(store).load()
+    assert list(ds.path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+    expected = fake_metrics(["CCD_A", "CCD_B"], 16, 6)  # the last record of a batch wins
+    np.testing.assert_array_equal(image(ds, "/d/Img_1.fits").skNoise.values, expected.skNoise)
+    assert Catalogue(store).processed()["/d/Img_1.fits"] == (1006, 1.7e9 + 6.25, True)
+
+
+def test_failed_entries_carry_their_error(store):
+    catalogue = Catalogue(store)
+    catalogue.add([failed("/d/Img_3.fits")])  # a first batch of failures only
+    catalogue.add([record("/d/Img_1.fits", seed=1), failed("/d/Img_2.fits", "not a FITS file")])
+    ds = xr.open_zarr(store).load()
+    bad = image(ds, "/d/Img_2.fits")
+    assert str(bad.status.values) == "failed" and str(bad.error.values) == "not a FITS file"
+    assert np.isnan(bad.skNoise.values).all() and (bad.nskips.values == -1).all()
+    assert not bad.amp_present.values.any() and float(bad.EXPOSURE) == 1.0
+    assert str(image(ds, "/d/Img_3.fits").error.values).startswith("truncated file")
+    assert Catalogue(store).processed() == {
+        "/d/Img_1.fits": (1001, 1.7e9 + 1.25, True),
+        "/d/Img_2.fits": (2880, 1.6e9, False),
+        "/d/Img_3.fits": (2880, 1.6e9, False),
+    }
+
+
+def test_differing_amplifiers_and_sample_counts_are_padded(store):
+    catalogue = Catalogue(store)
+    catalogue.add([record("/d/a.fits", amps=("CCD_A", "CCD_B"), nskips=16, seed=1)])
+    catalogue.add([record("/d/b.fits", amps=("0",), nskips=1, seed=2)])
+    catalogue.add([record("/d/c.fits", amps=("CCD_C", "CCD_A", "CCD_D", "CCD_B"), nskips=5)])
+    ds = xr.open_zarr(store).load()
+    assert list(ds.amp.values) == ["0", "CCD_A", "CCD_B", "CCD_C", "CCD_D"]
+    assert list(ds.nsamp.values) == [1, 2, 4, 5, 8, 16]
+    np.testing.assert_array_equal(
+        ds.amp_present.values,
+        [
+            [False, True, True, False, False],
+            [True, False, False, False, False],
+            [False] + [True] * 4,
+        ],
+    )
+    a, b, c = (image(ds, p) for p in ("/d/a.fits", "/d/b.fits", "/d/c.fits"))
+    np.testing.assert_array_equal(b.nskips.values, [1, -1, -1, -1, -1])
+    assert np.isnan(b.dSdskip.values[0]) and np.isfinite(b.aveImgS.values[0])
+    assert str(b.dSdskip_reason.values[0]) == "nskips = 1: no single samples"
+    assert list(b.aveImgS_reason.values) == [""] * 5
+    assert np.isnan(a.skNoise.sel(amp="0")) and np.isnan(b.skNoise.sel(amp="CCD_A"))
+    # c.fits lists its amplifiers out of order: each value stays with its amplifier
+    expected = fake_metrics(["CCD_C", "CCD_A", "CCD_D", "CCD_B"], 5, 0)
+    for amp in ("CCD_A", "CCD_B", "CCD_C", "CCD_D"):
+        assert float(c.skNoise.sel(amp=amp)) == float(expected.skNoise.sel(amp=amp))
+    np.testing.assert_array_equal(
+        c.noise_vs_n.sel(amp="CCD_D", nsamp=[1, 2, 4, 5]).values,
+        expected.noise_vs_n.sel(amp="CCD_D").values,
+    )
+    assert np.isnan(c.noise_vs_n.sel(amp="CCD_D", nsamp=[8, 16]).values).all()
+    np.testing.assert_array_equal(b.noise_vs_n.sel(amp="0").values[1:], [np.nan] * 5)
+    # a.fits lacks nsamp = 5 between its values: reindexed on both amp and nsamp
+    expected = fake_metrics(["CCD_A", "CCD_B"], 16, 1).noise_vs_n
+    np.testing.assert_array_equal(
+        a.noise_vs_n.sel(amp=["CCD_A", "CCD_B"], nsamp=[1, 2, 4, 8, 16]), expected
+    )
+    assert np.isnan(a.noise_vs_n.sel(nsamp=5)).all()
+
+
+def test_numeric_header_keywords_are_variables(store):
+    header = {
+        "EXPOSURE": "500.0",  # the LTA writes numbers as strings
+        "NDCM": 500,
+        "VDD": -22.0,
+        "DATEINI": "2025-08-07T17:02:13",
+        "BINNAME": "Image_5_Low_Temp",
+        "EXTEND": True,
+        "size": 7,  # clashes with the catalogue's own variable
+        "COMMENT": "1",
+        "NAXIS": 0,
+    }
+    amp_headers = {
+        "CCD_A": {"NAXIS": 2, "NAXIS1": 640, "OGH": 1.5, "EXTNAME": "CCD_A"},
+        "CCD_B": {"NAXIS": 2, "NAXIS1": "641"},
+    }
+    added = Catalogue(store).add(
+        [
+            record("/d/a.fits", seed=1, header=header, amp_headers=amp_headers),
+            record("/d/b.fits", seed=2, header={"NAXIS": 0, "NDCM": 4}),
+        ]
+    )
+    reopened = xr.open_zarr(store).load()
+    for ds in (added, reopened):
+        a, b = image(ds, "/d/a.fits"), image(ds, "/d/b.fits")
+        assert float(a.EXPOSURE) == 500.0 and float(a.NDCM) == 500 and float(a.VDD) == -22.0
+        assert float(a.header_size) == 7 and int(a["size"]) == 1001
+        for name in ("BINNAME", "EXTEND", "COMMENT", "EXTNAME", "DATEINI"):
+            assert name not in ds
+        assert ds.NAXIS.dims == ("image", "amp") and ds.EXPOSURE.dims == ("image",)
+        np.testing.assert_array_equal(a.NAXIS1.values, [640, 641])
+        np.testing.assert_array_equal(a.OGH.values, [1.5, np.nan])
+        np.testing.assert_array_equal(a.NAXIS.values, [2, 2])
+        # b.fits has NAXIS in its primary header only: it applies to all its amplifiers
+        np.testing.assert_array_equal(b.NAXIS.values, [0, 0])
+        assert np.isnan(float(b.EXPOSURE)) and float(b.NDCM) == 4
+        assert ds.NAXIS1.attrs["header_keyword"] == "NAXIS1"
+        assert ds.header_size.attrs["header_keyword"] == "size"
+
+
+def test_primary_keyword_applies_to_the_images_own_amplifiers(tmp_path):
+    """A keyword in a primary header only, that other images have per amplifier, fills the
+    image's own amplifiers, whether the images are committed together or one by one."""
+    per_amp = record("/d/a.fits", amps=("CCD_A", "CCD_B"), header={},
+                     amp_headers={"CCD_A": {"OGH": 1.5}, "CCD_B": {"OGH": 2.5}})
+    primary = record("/d/b.fits", amps=("0",), seed=2, header={"OGH": 7.0})
+    together = Catalogue(str(tmp_path / "together.zarr")).add([per_amp, primary])
+    apart = Catalogue(str(tmp_path / "apart.zarr"))
+    apart.add([primary])
+    apart = apart.add([per_amp])
+    for ds in (together, apart):
+        assert ds.OGH.dims == ("image", "amp") and list(ds.amp.values) == ["0", "CCD_A", "CCD_B"]
+        np.testing.assert_array_equal(image(ds, "/d/b.fits").OGH.values, [7.0, np.nan, np.nan])
+        np.testing.assert_array_equal(image(ds, "/d/a.fits").OGH.values, [np.nan, 1.5, 2.5])
+
+
+def parse_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_one_row_per_image_and_amplifier(store, tmp_path):
+    catalogue = Catalogue(store)
+    good = record("/d/Img_1.fits", seed=1, amp_headers={"CCD_A": {"OGH": 1.5}})
+    one = record("/d/Img_2.fits", amps=("0",), nskips=1, seed=2)
+    catalogue.add([good, one, failed("/d/Img_3.fits")])
+    catalogue.write_csv(tmp_path / "catalogue.csv")
+    rows = parse_csv(tmp_path / "catalogue.csv")
+    assert [(r["path"], r["amp"]) for r in rows] == [
+        ("/d/Img_1.fits", "CCD_A"),
+        ("/d/Img_1.fits", "CCD_B"),
+        ("/d/Img_2.fits", "0"),
+        ("/d/Img_3.fits", ""),
+    ]
+    columns = list(rows[0])
+    assert columns.index("skNoise_err") == columns.index("skNoise") + 1
+    for k, amp in enumerate(("CCD_A", "CCD_B")):
+        for name in [*VALUES, "nskips"]:
+            assert float(rows[k][name]) == float(good.metrics[name].sel(amp=amp)), name
+        assert float(rows[k]["noise_vs_n_16"]) == float(good.metrics.noise_vs_n[k, 4])
+    assert rows[0]["OGH"] == "1.5" and rows[1]["OGH"] == "" and rows[1]["EXPOSURE"] == "500.0"
+    assert rows[0]["time"] == "2025-08-07T17:02:13" and rows[0]["status"] == "ok"
+    assert float(rows[0]["mtime"]) == good.mtime and rows[0]["size"] == "1001"
+    assert rows[2]["dSdskip"] == "" and rows[2]["dSdskip_reason"].startswith("nskips = 1")
+    assert rows[2]["noise_vs_n_2"] == ""
+    assert rows[3]["status"] == "failed" and rows[3]["error"].startswith("truncated")
+    assert rows[3]["skNoise"] == "" and rows[3]["EXPOSURE"] == "1.0"
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+SEED_HEADER = [
+    "filename",
+    "nskips",
+    "aveImgS",
+    "dSdskip",
+    "imgNoise",
+    "skNoise",
+    "tailRatio",
+    "darkCurrent",
+    "aduConversion",
+]
+
+
+def parse_seed_table(text):
+    lines = text.splitlines()
+    header, dashes, *body = lines
+    assert set(dashes.replace(" ", "")) == {"-"}
+    # two or more spaces separate the columns; no cell holds two spaces in a row
+    columns = [len(d) for d in dashes.split("  ")]
+    assert [len(c) for c in re.split(r"(?<=-)  (?=-)", dashes)] == columns
+    return header.split(), [re.split(r"\s{2,}", line.strip()) for line in body]
+
+
+def test_seed_table_has_the_seeds_shape(store, tmp_path):
+    catalogue = Catalogue(store)
+    one = record("/d/Img_2.fits", amps=("0",), nskips=1, seed=2)
+    catalogue.add([record("/d/Img_10.fits", amps=("0",), seed=10), one, failed("/d/Img_3.fits")])
+    out = tmp_path / "img_preproc_out.txt"
+    catalogue.write_seed_table(out)
+    header, rows = parse_seed_table(out.read_text())
+    assert header == SEED_HEADER  # single-amplifier files: exactly the seed's columns
+    assert [r[0] for r in rows] == ["/d/Img_2.fits", "/d/Img_3.fits", "/d/Img_10.fits"]
+    m = one.metrics.isel(amp=0)
+    assert rows[0][1:] == [
+        "1",
+        f"{float(m.aveImgS):.4g}",
+        "-1 +/- -1",  # nskips = 1
+        f"{float(m.imgNoise):.4g}",
+        f"{float(m.skNoise):.2g} +/- {float(m.skNoise_err):.2g}",
+        f"{float(m.tailRatio):.4g}",
+        f"{float(m.darkCurrent):.2g} +/- {float(m.darkCurrent_err):.2g}",
+        f"{float(m.aduConversion):.2g} +/- {float(m.aduConversion_err):.2g}",
+    ]
+    assert rows[1][1:] == ["-1", "-1", "-1 +/- -1", "-1", "-1 +/- -1", "-1", "-1 +/- -1"] + [
+        "-1 +/- -1"
+    ]
+    assert read_processed_from_seed_table(out) == {
+        "/d/Img_2.fits",
+        "/d/Img_3.fits",
+        "/d/Img_10.fits",
+    }
+    assert catalogue.format_seed_table() == out.read_text()
+
+
+def test_seed_table_of_multi_amplifier_files_names_the_amplifier(store):
+    catalogue = Catalogue(store)
+    catalogue.add([record("/d/a/Img_1.fits", seed=1), failed("/d/b/Img_2.fits")])
+    header, rows = parse_seed_table(catalogue.format_seed_table())
+    assert header == [*SEED_HEADER, "amp"]
+    assert [(r[0], r[-1]) for r in rows[:2]] == [
+        ("/d/a/Img_1.fits", "CCD_A"),
+        ("/d/a/Img_1.fits", "CCD_B"),
+    ]
+    assert rows[2][0] == "/d/b/Img_2.fits" and len(rows[2]) == len(SEED_HEADER)  # amp unknown
+    # one table per directory: only the files asked for
+    header, rows = parse_seed_table(format_seed_table(catalogue.to_dataset(), ["/d/b/Img_2.fits"]))
+    assert header == SEED_HEADER and [r[0] for r in rows] == ["/d/b/Img_2.fits"]
+
+
+def test_a_new_catalogue_object_sees_the_committed_images(store):
+    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
+    other = Catalogue(store)
+    other.add([record("/d/Img_2.fits", seed=2)])
+    first = Catalogue(store)
+    assert sorted(first.processed()) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+    assert sorted(os.listdir(store + ".versions")) == ["lock", "v000001", "v000002"]
+
+
+def test_recovers_from_leftovers_of_a_killed_commit(store):
+    catalogue = Catalogue(store)
+    catalogue.add([record("/d/Img_1.fits", seed=1)])
+    # what a commit killed before its switch leaves: a partial version and a link not yet moved
+    os.makedirs(os.path.join(store + ".versions", "tmp-dead", "skNoise"))
+    os.symlink("nowhere", os.path.join(store + ".versions", "link.tmp"))
+    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits"]
+    Catalogue(store).add([record("/d/Img_2.fits", seed=2)])
+    assert sorted(os.listdir(store + ".versions")) == ["lock", "v000001", "v000002"]
+    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+
+
+def test_a_plain_zarr_directory_becomes_a_catalogue(store, tmp_path):
+    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
+    copy = str(tmp_path / "copy.zarr")
+    shutil.copytree(store, copy)  # follows the link, as cp -rL does
+    catalogue = Catalogue(copy)
+    assert list(catalogue.processed()) == ["/d/Img_1.fits"]
+    catalogue.add([record("/d/Img_2.fits", seed=2)])
+    assert os.path.islink(copy)
+    assert list(xr.open_zarr(copy).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+
+
+def test_a_kill_while_replacing_a_plain_directory_is_recovered(store):
+    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
+    # the state between moving a plain directory aside and creating the link
+    newest = os.path.realpath(store)
+    os.remove(store)
+    os.rename(newest, os.path.join(store + ".versions", "replaced"))
+    shutil.copytree(os.path.join(store + ".versions", "replaced"), newest)
+    catalogue = Catalogue(store)
+    assert list(catalogue.processed()) == ["/d/Img_1.fits"]
+    catalogue.add([record("/d/Img_2.fits", seed=2)])
+    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+    assert "replaced" not in os.listdir(store + ".versions")
+
+
+def numbered(k):
+    """Image number k, whose values all derive from k: any mix of versions or half-written
+    batch shows in check_consistent."""
+    nsamp = [1, 2, 4][: 1 + k % 3]
+    metrics = xr.Dataset(
+        {
+            "skNoise": ("amp", [k, 2.0 * k]),
+            "nskips": ("amp", np.array([k, k], dtype=np.int64)),
+            "noise_vs_n": (("amp", "nsamp"), np.full((2, len(nsamp)), float(k))),
+        },
+        coords={"amp": ["L", "U"], "nsamp": nsamp},
+    )
+    return ImageRecord(f"/campaign/Img_{k}.fits", k, float(k), metrics, header={"EXPOSURE": k})
+
+
+# commits batches of three images, numbered on from what the catalogue holds, until killed
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from skipperdask.catalogue import Catalogue
+    from tests.catalogue.test_catalogue import numbered
+
+    catalogue = Catalogue(sys.argv[1])
+    k = len(catalogue.processed())
+    print("ready", flush=True)
+    while True:
+        catalogue.add([numbered(k), numbered(k + 1), numbered(k + 2)])
+        k += 3
+    """
+)
+
+
+def check_consistent(store):
+    """The images in the store, checked value by value; returns their numbers."""
+    if not os.path.lexists(store):  # killed before its first commit
+        return []
+    ds = xr.open_zarr(store).load()
+    assert len(set(ds.path.values)) == ds.sizes["image"]
+    numbers = []
+    for i, path in enumerate(ds.path.values):
+        k = int(re.fullmatch(r"/campaign/Img_(\d+).fits", path)[1])
+        entry = ds.isel(image=i)
+        assert int(entry["size"]) == k and float(entry.mtime) == k and float(entry.EXPOSURE) == k
+        np.testing.assert_array_equal(entry.skNoise.values, [k, 2.0 * k])
+        np.testing.assert_array_equal(entry.nskips.values, [k, k])
+        curve = entry.noise_vs_n.values
+        assert (curve[:, : 1 + k % 3] == k).all() and np.isnan(curve[:, 1 + k % 3 :]).all()
+        numbers.append(k)
+    return numbers
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_leaves_a_valid_catalogue(store):
+    rng = random.Random(5)
+    env = {**os.environ, "PYTHONPATH": WORKTREE}
+    before = 0
+    for kill in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, store], stdout=subprocess.PIPE, env=env, text=True
+        )
+        assert child.stdout.readline() == "ready\n"
+        delay = rng.uniform(0.2, 0.8)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        numbers = check_consistent(store)
+        # every image committed before survives, in whole batches, each once
+        message = f"kill {kill} after {delay:.2f} s"
+        assert numbers == list(range(len(numbers))), message
+        assert len(numbers) >= before and (len(numbers) - before) % 3 == 0, message
+        # a new writer carries on from the killed one's state
+        Catalogue(store).add([numbered(len(numbers))])
+        before = len(numbers) + 1
+        assert check_consistent(store) == list(range(before))
+    assert before > 3 + 3  # the children did commit
+
+
+def test_files_are_readable_as_the_umask_allows(store, tmp_path):
+    old = os.umask(0o022)
+    try:
+        catalogue = Catalogue(store)
+        catalogue.add([record("/d/Img_1.fits", seed=1)])
+        catalogue.write_seed_table(tmp_path / "table.txt")
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.realpath(store)).st_mode & 0o777 == 0o755
+    assert os.stat(tmp_path / "table.txt").st_mode & 0o777 == 0o644
+
+
+def test_store_and_versions_move_together(store, tmp_path):
+    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in (store, store + ".versions"):
+        shutil.move(name, moved)
+    assert list(xr.open_zarr(moved / "catalogue.zarr").path.values) == ["/d/Img_1.fits"]
