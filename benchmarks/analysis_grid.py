@@ -32,12 +32,13 @@ import time
 
 import numpy as np
 from campaign import RAW_PEDESTAL, cluster_counts  # also puts this checkout on sys.path
-from skipperdask.reader import scan_file
-from skipperdask.stats import plan_statistics, read_chunk_statistics
 from threadpoolctl import threadpool_limits
 
+from skipperdask.config import Options
+from skipperdask.io import scan_file
 from skipperdask.metrics import analyse
 from skipperdask.simulate import Truth, cluster_fraction, write_image
+from skipperdask.statistics import plan_statistics, read_chunk_statistics
 
 NOISES = (0.05, 0.15, 0.25, 0.35, 0.45, 0.6, 0.8)  # σ/g: noise of a pixel's value, e⁻
 DARK_CURRENTS = (0.001, 0.05, 0.3, 1.0, 3.0, 5.0)  # λ, e⁻/pixel
@@ -155,7 +156,7 @@ def timed_analysis(point, statistics, timeout):
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         start = time.perf_counter()
-        analysis = analyse(statistics)
+        analysis = analyse(statistics, Options.from_config())
         seconds = time.perf_counter() - start
         signal.setitimer(signal.ITIMER_REAL, 0)
     except AnalysisTimeout:
@@ -239,7 +240,7 @@ def main(argv=None):
     try:
         with threadpool_limits(1):
             # the first call compiles and loads what the later ones reuse: not timed
-            analyse(statistics_of(points[0], directory))
+            analyse(statistics_of(points[0], directory), Options.from_config())
             for point in points:
                 statistics = statistics_of(point, directory)
                 outcomes.append(timed_analysis(point, statistics, args.timeout))

@@ -46,9 +46,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 import psutil  # noqa: E402
 from astropy.io import fits  # noqa: E402
-from skipperdask.cluster import connect  # noqa: E402
-from skipperdask.pipeline import process  # noqa: E402
 
+from skipperdask.campaign import connect, process  # noqa: E402
 from skipperdask.simulate import Truth, cluster_fraction, write_image  # noqa: E402
 
 MB = 1_000_000
@@ -58,8 +57,10 @@ CLUSTER_FRACTION = 0.03
 #: baseline of a raw image, ADU: room below it for the thousands of electrons of an X-ray or
 #: a track crossing (charge lowers raw values) without saturating at 0
 RAW_PEDESTAL = 1e6
-#: the real image of the last test: a dense Fe-55 exposure, averaged (see its README)
-REAL_DATA = REPOSITORY.parent / "shared" / "data" / "real"
+#: the real images: ``shared/data/real`` beside the repository, or beside a worktree's parents
+REAL_DATA = next((folder / "shared" / "data" / "real" for folder in REPOSITORY.parents
+                  if (folder / "shared" / "data" / "real").is_dir()),
+                 REPOSITORY.parent / "shared" / "data" / "real")
 REAL_IMAGE = "damicm_avg_Image_5_Low_Temp_109_20250807_170213_15.fz"
 #: the read limit's buffer: 1 MiB stays in the processor's cache, the fastest plain read
 #: measured here (page cache: 25 GB/s, as cat and dd bs=1M; 14 GB/s with 64 MiB)
@@ -216,9 +217,10 @@ def cluster(workers, memory_limit=None):
 def warm_image(path):
     """A small image computed in this process: modules imported, numba's cached kernels
     loaded, the fits' first calls made."""
-    from skipperdask.pipeline import Options, image_task
+    from skipperdask.campaign import file_task
+    from skipperdask.config import Options
 
-    image_task(path, Options.from_config())
+    file_task(path, Options.from_config())
 
 
 def warm_up(client, path, catalogue):
@@ -231,35 +233,35 @@ def warm_up(client, path, catalogue):
 
 def profile_stages(large_path, small_path, catalogue):
     """Seconds of each stage of one image, in this process, one thread (warm cache)."""
-    from skipperdask.pipeline import Options, _metrics, _record, image_task
-    from skipperdask.reader import scan_file
-    from skipperdask.stats import ImageStatistics, read_chunk_statistics
-
+    from skipperdask.campaign.task import file_record, file_task, split_statistics
     from skipperdask.catalogue import Catalogue
+    from skipperdask.config import Options
+    from skipperdask.io import scan_file
+    from skipperdask.metrics import measure
+    from skipperdask.statistics import ImageStatistics
 
     options = Options.from_config()
     stages = {}
     for label, path in (("large", large_path), ("small", small_path)):
         layout = scan_file(path)
-        amp = layout.amps[0]
-        plan = options.plan(amp, layout.polarity)
-        chunks = options.row_chunks(amp, plan)
+        (chunks,) = split_statistics(layout, options)  # one amplifier: its row chunks
         read_rate([path])
-        read_chunk_statistics(amp, *chunks[0], plan)  # compiled, buffer touched
+        chunks[0].compute()  # compiled, buffer touched
         start = time.perf_counter()
-        parts = [read_chunk_statistics(amp, a, b, plan) for a, b in chunks]
+        parts = [chunk.compute() for chunk in chunks]
         stages[f"{label}: read + statistics kernel"] = time.perf_counter() - start
         start = time.perf_counter()
         statistics = [ImageStatistics.combine(parts)]
         stages[f"{label}: combine chunks"] = time.perf_counter() - start
         start = time.perf_counter()
-        metrics = _metrics(layout, statistics, options)
+        metrics = measure(statistics, options, polarity_source=layout.polarity_source,
+                          amp_names=[a.name for a in layout.amps], path=layout.path)
         stages[f"{label}: fits and metrics (metrics.analyse)"] = time.perf_counter() - start
-    records = [image_task(small_path, options) for _ in range(20)]
+    records = [file_task(small_path, options).record for _ in range(20)]
     store = Catalogue(catalogue)
     store.add(records)
     start = time.perf_counter()
-    store.add([_record(layout, metrics, 0.0)])
+    store.add([file_record(layout, metrics, 0.0)])
     stages["catalogue: add 1 record to a store of 20"] = time.perf_counter() - start
     return stages
 
