@@ -13,15 +13,9 @@ The folders tell the architecture (``docs/architecture.md``): ``io`` → ``stati
 ``fitting`` → ``metrics`` → ``catalogue`` → ``campaign`` → ``plots`` → ``cli``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import config  # noqa: F401  (registers the dask.config defaults)
 from .errors import BadFileError, BadOptionError, CatalogueError, SkipperError
-
-try:
-    __version__ = version("skipperdask")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 # the heavy modules load on first use, so that `import skipperdask` and `--help` stay fast
 _public = {

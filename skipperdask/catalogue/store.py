@@ -55,7 +55,7 @@ import zarr.api.asynchronous as zarr_async
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import MemoryStore
 
-from .. import __version__
+from ..version import __version__
 from .records import (
     RESERVED,
     Entry,

@@ -15,8 +15,8 @@ they raise into a message and an exit status, here only (:data:`EXIT_STATUS`).
 import argparse
 import sys
 
-from .. import __version__
 from ..errors import BadOptionError, SkipperError
+from ..version import __version__
 from . import demo, inspect, report, run, simulate
 
 #: the exit status of each kind of error, the first that matches: a bad option is a usage

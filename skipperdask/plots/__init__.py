@@ -13,19 +13,19 @@ curious users) can check it against the metrics: ``ax.skipperdask_fit`` is a dic
 parameters of the curve drawn, and lines carry a ``gid`` naming what they show. A metric that is
 missing is not a blank panel: its reason is written in it.
 
-Modules: :mod:`~.diagnostics` (one image), :mod:`~.report` (a campaign), :mod:`~.drawing`
-(what both draw with).
+Modules: :mod:`~.diagnostics` (one image), :mod:`~.campaign_figures` and :mod:`~.report` (a
+campaign), :mod:`~.drawing` (what they draw with).
 """
 
-from .diagnostics import image_figure, inspect_image
-from .report import (
+from .campaign_figures import (
     distributions_figure,
     flagged_images,
     header_keywords,
     metric_figure,
     versus_figure,
-    write_report,
 )
+from .diagnostics import image_figure, inspect_image
+from .report import write_report
 
 __all__ = [
     "distributions_figure", "flagged_images", "header_keywords", "image_figure",

@@ -20,7 +20,7 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import get_task_stream
 from distributed.utils import key_split
 
 import skipperdask
@@ -35,16 +35,6 @@ WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 SMALL = {"nrows": 40, "ncols": 80, "nskips": 16}  # 200 kB of stored pixels per amplifier
 CHUNK_BYTES = 400_000  # small files whole in one task; the large one in row chunks
 LARGE = {"nrows": 400, "ncols": 100, "nskips": 16, "gain": 8.0}  # 2.5 MB: 7 chunks
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                     dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from skipperdask.catalogue import SEED_COLUMNS
 from skipperdask.cli import build_parser, main
@@ -19,17 +18,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 SMALL = {"nrows": 30, "ncols": 60, "nskips": 8}
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPOSITORY, "examples", "follow_up.py")
-
-
-@pytest.fixture(scope="module")
-def address():
-    # with a dashboard, so that its link is printed
-    with (
-        LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                     dashboard_address="127.0.0.1:0") as cluster,
-        Client(cluster),
-    ):
-        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")

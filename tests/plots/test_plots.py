@@ -62,10 +62,8 @@ def image(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory):
+def campaign(client, tmp_path_factory):
     """A catalogue of four simulated images of two amplifiers and one file that fails."""
-    from distributed import Client, LocalCluster
-
     from skipperdask.campaign import process
 
     directory = tmp_path_factory.mktemp("campaign")
@@ -74,9 +72,7 @@ def campaign(tmp_path_factory):
     broken.write_text("not a FITS file")
     paths.append(str(broken))
     catalogue = directory / "catalogue.zarr"
-    with (LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
-          Client(cluster) as client):
-        process(paths, catalogue, client=client, progress=False)
+    process(paths, catalogue, client=client, progress=False)
     return catalogue, xr.open_zarr(catalogue).load()
 
 
