@@ -39,7 +39,6 @@ every few seconds' worth of finished images, not after each image.
 """
 
 import asyncio
-import base64
 import contextlib
 import datetime
 import json
@@ -52,6 +51,8 @@ import warnings
 import numpy as np
 import xarray as xr
 import zarr.api.asynchronous as zarr_async
+from xarray import conventions
+from xarray.backends.zarr import FillValueCoder, encode_zarr_variable
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import MemoryStore
 
@@ -84,41 +85,36 @@ def _fsync_tree(top):
         _fsync_path(root)
 
 
-#: ``_FillValue`` of float variables as xarray writes it in Zarr format 3 (NaN, base64)
-_NAN_FILL = base64.b64encode(np.array(np.nan, "<f8").tobytes()).decode()
-
-
-def _encoded(name, variable, coordinates):
-    """A catalogue variable's values and attributes as xarray's CF encoding stores them."""
-    values, attrs = variable.values, dict(variable.attrs)
-    if values.dtype.kind == "M":  # NaT is the smallest int64, which xarray reads as NaT
-        values = values.astype("datetime64[ns]").view(np.int64)
-        attrs.update(units="nanoseconds since 1970-01-01", calendar="proleptic_gregorian")
-    elif values.dtype.kind == "f":
-        attrs["_FillValue"] = _NAN_FILL
-    elif values.dtype.kind in "OUST":
-        values = values.astype(object)
-    if coordinates and "image" in variable.dims and name not in coordinates:
-        attrs["coordinates"] = " ".join(coordinates)
-    return values, attrs
+def _encoded(ds):
+    """The catalogue's variables as xarray's own encoders store them in Zarr format 3 (CF
+    times, NaN ``_FillValue``, ``coordinates`` attributes), and the group's attributes."""
+    variables, attrs = conventions.encode_dataset_coordinates(ds)
+    encoded = {}
+    for name, variable in variables.items():
+        variable = encode_zarr_variable(variable, name=name, zarr_format=3)
+        variable.attrs = dict(variable.attrs)
+        if "_FillValue" in variable.attrs:
+            variable.attrs["_FillValue"] = FillValueCoder.encode(variable.attrs["_FillValue"],
+                                                                 variable.dtype)
+        encoded[name] = variable
+    return encoded, attrs
 
 
 async def _write_zarr_async(store, ds):
-    group = await zarr_async.open_group(store=store, mode="w", zarr_format=3,
-                                        attributes=dict(ds.attrs))
-    coordinates = [name for name in ds.coords if name not in ds.dims]
+    variables, attrs = _encoded(ds)
+    group = await zarr_async.open_group(store=store, mode="w", zarr_format=3, attributes=attrs)
 
     async def write(name, variable):
-        values, attrs = _encoded(name, variable, coordinates)
+        values = variable.values
         array = await group.create_array(
             name, shape=values.shape, dtype=str if values.dtype == object else values.dtype,
             chunks=tuple(max(n, 1) for n in values.shape), dimension_names=variable.dims,
-            attributes=attrs, compressors=None,
+            attributes=variable.attrs, compressors=None,
             # one chunk per array, named c.0.0 beside zarr.json: no directories to create
             chunk_key_encoding={"name": "default", "separator": "."})
         await array.setitem(Ellipsis, values)
 
-    await asyncio.gather(*(write(name, v) for name, v in ds.variables.items()))
+    await asyncio.gather(*(write(name, v) for name, v in variables.items()))
     await zarr_async.consolidate_metadata(store)
 
 
