@@ -513,7 +513,7 @@ def image_statistics(pixels, options, *, rows_per_chunk=None, scheduler=None):
 
     Each row chunk is one dask task (:func:`skipperdask.statistics.row_chunks`: an array of
     :func:`skipperdask.open_image` is read from its file as a campaign reads it), the chunks
-    of an amplifier combined into its statistics.
+    of an amplifier combined into its statistics (:func:`combined`).
 
     Parameters
     ----------
@@ -536,11 +536,32 @@ def image_statistics(pixels, options, *, rows_per_chunk=None, scheduler=None):
         raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
     polarity, source = _polarity(pixels, options.polarity)
     plan = plan_of(pixels.shape[1:], polarity, options)
+    return combined(row_chunks(pixels, plan, rows_per_chunk), scheduler=scheduler), source
+
+
+def combined(chunks, *, scheduler=None):
+    """The statistics of every amplifier from the statistics of its row chunks.
+
+    Parameters
+    ----------
+    chunks : list of list of skipperdask.statistics.RowChunk
+        One list per amplifier (:func:`skipperdask.statistics.row_chunks`).
+    scheduler : str, optional
+        The dask scheduler; ``"sync"`` computes the chunks in this thread, one after the
+        other, as dask's synchronous scheduler would, but without building a graph (a
+        campaign's task on its worker: a few milliseconds less per file).
+
+    Returns
+    -------
+    list of skipperdask.statistics.ImageStatistics
+    """
+    if scheduler == "sync":
+        return [ImageStatistics.combine([chunk.compute() for chunk in amp]) for amp in chunks]
     delayed = [
         dask.delayed(ImageStatistics.combine)([dask.delayed(c.function)(*c.args) for c in amp])
-        for amp in row_chunks(pixels, plan, rows_per_chunk)
+        for amp in chunks
     ]
-    return list(dask.compute(*delayed, scheduler=scheduler)), source
+    return list(dask.compute(*delayed, scheduler=scheduler))
 
 
 def analyse_image(pixels, options, *, rows_per_chunk=None, scheduler=None):
@@ -556,18 +577,15 @@ def analyse_image(pixels, options, *, rows_per_chunk=None, scheduler=None):
     """
     statistics, source = image_statistics(pixels, options, rows_per_chunk=rows_per_chunk,
                                           scheduler=scheduler)
-    return analyse_all(statistics, options, polarity_source=source)
-
-
-def analyse_all(statistics, options, *, polarity_source):
-    """:func:`analyse` of every amplifier of an image, BLAS on one thread."""
     with single_threaded_blas():
-        return [analyse(s, options, polarity_source=polarity_source) for s in statistics]
+        return [analyse(s, options, polarity_source=source) for s in statistics]
 
 
 def measure(statistics, options, *, polarity_source, amp_names, path):
     """The metrics Dataset of one image from the statistics of its amplifiers: what
-    :func:`image_metrics` and a campaign's tasks give.
+    :func:`image_metrics` and a campaign's tasks give. (Run it with BLAS on one thread:
+    :func:`skipperdask.blas.single_threaded_blas`, or a worker's
+    :class:`~skipperdask.blas.SingleThreadedBLAS`.)
 
     Parameters
     ----------
@@ -585,7 +603,7 @@ def measure(statistics, options, *, polarity_source, amp_names, path):
     xarray.Dataset
         See :func:`image_metrics`.
     """
-    analyses = analyse_all(statistics, options, polarity_source=polarity_source)
+    analyses = [analyse(s, options, polarity_source=polarity_source) for s in statistics]
     return metrics_dataset(analyses, amp_names,
                            attrs={"path": path, "baseline": options.baseline})
 
@@ -643,6 +661,7 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
         pixels = pixels.assign_attrs(polarity=polarity, polarity_source="option")
     statistics, source = image_statistics(pixels, options, rows_per_chunk=rows_per_chunk,
                                           scheduler=scheduler)
-    return measure(statistics, options, polarity_source=source,
-                   amp_names=[str(a) for a in pixels["amp"].values],
-                   path=pixels.attrs.get("path", ""))
+    with single_threaded_blas():
+        return measure(statistics, options, polarity_source=source,
+                       amp_names=[str(a) for a in pixels["amp"].values],
+                       path=pixels.attrs.get("path", ""))

@@ -23,7 +23,13 @@ compute), :mod:`~.image` (the statistics, combined and flipped), :mod:`~.kernel`
 compiled pass), :mod:`~.chunk` (one row chunk, from memory or from its file).
 """
 
-from .chunk import RowChunk, chunk_statistics, read_chunk_statistics, row_chunks
+from .chunk import (
+    RowChunk,
+    chunk_statistics,
+    file_row_chunks,
+    read_chunk_statistics,
+    row_chunks,
+)
 from .distributions import Histogram, ValueCounts
 from .image import ImageStatistics
 from .plan import (
@@ -36,6 +42,6 @@ from .plan import (
 
 __all__ = [
     "STATISTICS_BYTES_PER_PIXEL", "Histogram", "ImageStatistics", "RowChunk", "StatisticsPlan",
-    "ValueCounts", "chunk_statistics", "cluster_shape", "plan_of", "plan_statistics",
-    "read_chunk_statistics", "row_chunks",
+    "ValueCounts", "chunk_statistics", "cluster_shape", "file_row_chunks", "plan_of",
+    "plan_statistics", "read_chunk_statistics", "row_chunks",
 ]

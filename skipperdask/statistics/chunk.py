@@ -220,12 +220,25 @@ def row_chunks(pixels, plan, rows_per_chunk=None):
     data = pixels.data
     if rows_per_chunk is None:
         rows_per_chunk = max(data.chunks[1]) if isinstance(data, da.Array) else plan.nrows
-    ranges = plan.row_chunks(rows_per_chunk)
     if layout is not None:
-        return [[RowChunk(start, stop, read_chunk_statistics, (amp, start, stop, plan))
-                 for start, stop in ranges] for amp in layout.amps]
+        return file_row_chunks(layout, plan, rows_per_chunk)
     return [[RowChunk(start, stop, _values_statistics, (data[a, start:stop], plan, start))
-             for start, stop in ranges] for a in range(data.shape[0])]
+             for start, stop in plan.row_chunks(rows_per_chunk)] for a in range(data.shape[0])]
+
+
+def file_row_chunks(layout, plan, rows_per_chunk):
+    """The row chunks of every amplifier of a scanned file, each read from the file with
+    :func:`read_chunk_statistics`: those of its :func:`skipperdask.open_image` array with
+    row chunks of ``rows_per_chunk`` rows (rounded to the plan's tile height).
+
+    Returns
+    -------
+    list of list of RowChunk
+        One list per amplifier, its chunks in row order.
+    """
+    ranges = plan.row_chunks(rows_per_chunk)
+    return [[RowChunk(start, stop, read_chunk_statistics, (amp, start, stop, plan))
+             for start, stop in ranges] for amp in layout.amps]
 
 
 def _values_statistics(values, plan, row_start):

@@ -50,7 +50,10 @@ class ImageStatistics:
 
     @classmethod
     def combine(cls, parts):
-        """Statistics of contiguous row chunks combined into those of their union."""
+        """Statistics of contiguous row chunks combined into those of their union (one chunk
+        is its own union: returned as it is, not copied)."""
+        if len(parts) == 1:
+            return parts[0]
         parts = sorted(parts, key=lambda part: part.row_start)
         for before, after in zip(parts, parts[1:], strict=False):
             if before.row_stop != after.row_start:
