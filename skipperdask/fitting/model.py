@@ -8,12 +8,12 @@ so that σ may be smaller than the bin width.
 """
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 from scipy import special, stats
+
+from .likelihood import peak_integrals
 
 #: σ/g at and beyond which the single-electron peaks merge: two equal Gaussians 2σ apart are
 #: where a dip between them first appears
@@ -80,10 +80,6 @@ def without(fit, reason, names):
                                reasons={**fit.reasons, **dict.fromkeys(names, reason)})
 
 
-#: beyond this many σ from a peak its density and tail underflow to 0 in double precision
-FAR = 40.0
-
-
 def poisson_weights(k, lam):
     """Pois(k; λ) for an array of k (scipy.stats' pmf costs ~0.1 ms a call, this ~2 µs)."""
     k = np.asarray(k, dtype=float)
@@ -117,58 +113,15 @@ def counts_and_derivatives(edges, params, kmax):
     (bins, 5): those of the peaks' bin-integrated Gaussians, and ∂Pois(k; λ)/∂λ =
     Pois(k - 1; λ) - Pois(k; λ)."""
     x0, sigma, gain, lam, n = (float(p) for p in params)
-    weights = poisson_weights(np.arange(kmax + 1), lam)
+    k = np.arange(kmax + 1)
+    weights = poisson_weights(k, lam)
     d_weights = np.r_[0.0, weights[:-1]] - weights
-    sums = _peak_sums(np.asarray(edges, dtype=float), x0, sigma, gain, weights, d_weights)
-    derivatives = np.empty_like(sums)
-    derivatives[:, :4] = n * sums[:, 1:]
-    derivatives[:, 4] = sums[:, 0]
-    return n * sums[:, 0], derivatives
-
-
-@numba.njit(cache=True, nogil=True)
-def _peak_sums(edges, x0, sigma, gain, weights, d_weights):
-    """Per bin: Σ_k w_k P_k, Σ_k w_k ∂P_k/∂μ, Σ_k w_k ∂P_k/∂σ, Σ_k k w_k ∂P_k/∂μ and
-    Σ_k w'_k P_k, with P_k the bin's probability under the peak k's Gaussian (mean x0 + g·k,
-    width σ) and w'_k = ∂w_k/∂λ.
-
-    One pass per peak, each edge's Gaussian tail and density computed once; a bin's
-    probability is a difference of upper tails right of the peak and of lower tails left
-    of it, for its precision far from the peak. Compiled: the fits evaluate it tens of
-    thousands of times per campaign chunk, and numpy's temporaries cost more than the sums.
-    """
-    nbins = edges.size - 1
-    sums = np.zeros((nbins, 5))
-    root_half = math.sqrt(0.5)
-    density = 1.0 / math.sqrt(2.0 * math.pi)
-    for k in range(weights.size):
-        weight, d_weight = weights[k], d_weights[k]
-        if weight == 0.0 and d_weight == 0.0:
-            continue
-        mean = x0 + gain * k
-        z_low = (edges[0] - mean) / sigma
-        tail_low = 0.5 * math.erfc(abs(z_low) * root_half)  # beyond |z|: Φ(z) for z ≤ 0
-        pdf_low = density * math.exp(-0.5 * z_low * z_low)
-        for i in range(nbins):
-            z = (edges[i + 1] - mean) / sigma
-            if abs(z) < FAR:
-                tail = 0.5 * math.erfc(abs(z) * root_half)
-                pdf = density * math.exp(-0.5 * z * z)
-            else:  # both underflow to 0: not worth two special functions
-                tail = pdf = 0.0
-            if z_low > 0.0:
-                probability = tail_low - tail  # Q(z_low) - Q(z), both upper tails
-            else:
-                probability = (tail if z <= 0.0 else 1.0 - tail) - tail_low
-            d_mu = (pdf_low - pdf) / sigma
-            d_sigma = (z_low * pdf_low - z * pdf) / sigma
-            sums[i, 0] += weight * probability
-            sums[i, 1] += weight * d_mu
-            sums[i, 2] += weight * d_sigma
-            sums[i, 3] += weight * k * d_mu
-            sums[i, 4] += d_weight * probability
-            z_low, tail_low, pdf_low = z, tail, pdf
-    return sums
+    probability, d_mean, d_width = peak_integrals(
+        np.asarray(edges, dtype=float), x0 + gain * k, np.full(k.size, sigma))
+    derivatives = np.stack([weights @ d_mean, weights @ d_width, (weights * k) @ d_mean,
+                            d_weights @ probability, weights @ probability], axis=1)
+    derivatives[:, :4] *= n
+    return n * derivatives[:, 4], derivatives
 
 
 def populated(n, lam):
