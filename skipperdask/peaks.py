@@ -191,7 +191,10 @@ class _Search:
             mask = new
             if unchanged or not mask.masked.any():
                 break
+            rejected = "gain" in fit.reasons
             fit = self.fit(_unmasked_values(values, average, mask.masked), fit)
+            if rejected and "gain" in fit.reasons:
+                break  # a rejected fit's thresholds did not lead to an accepted one: stop
         self.mask = mask
         return fit
 
