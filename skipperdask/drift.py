@@ -159,7 +159,9 @@ def remove_row_drift(average, kept, *, x0, gain, sigma, quantum):
         As :func:`row_levels`.
     quantum : float
         The step of the values (1/nskips for averages of digitised samples; 0 for none):
-        corrections are rounded to it, so that the values stay on their grid.
+        corrections are rounded to it, so that the values stay on their grid. Without one,
+        the corrected values are rounded to float32 (10⁻⁷ of the value, far below any
+        noise): on float32's grid their distribution is counted instead of sorted.
 
     Returns
     -------
@@ -181,6 +183,8 @@ def remove_row_drift(average, kept, *, x0, gain, sigma, quantum):
             break
         total = total + shift
         image = average - total[:, None]
+        if not quantum > 0:
+            image = image.astype(np.float32).astype(np.float64)
         levels = row_levels(image, kept, x0=x0, gain=gain, sigma=sigma)
         if not levels.drifts:
             break

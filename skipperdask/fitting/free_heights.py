@@ -16,7 +16,7 @@ what a dark-current analysis reads from the first two peaks. The derivatives are
 
 import numpy as np
 
-from .likelihood import fit_binned_poisson, gaussian_bins
+from .likelihood import fit_binned_poisson, peak_integrals
 
 
 def free_heights_counts(edges, params):
@@ -26,17 +26,16 @@ def free_heights_counts(edges, params):
     areas = np.asarray(params[4:])
     k = np.arange(areas.size)
     widths = np.sqrt(sigma**2 + k * variance)
-    peaks = np.stack([x0 + gain * k, widths, areas], axis=1)
-    counts, first, _ = gaussian_bins(np.broadcast_to(edges, (k.size, len(edges))), peaks)
-    d_mu, d_width = first[..., 0], first[..., 1]
+    probability, d_mean, d_width = peak_integrals(np.asarray(edges, dtype=float),
+                                                  x0 + gain * k, widths)
     derivatives = np.column_stack([
-        d_mu.sum(axis=0),
-        (d_width * (sigma / widths)[:, None]).sum(axis=0),
-        (d_mu * k[:, None]).sum(axis=0),
-        (d_width * (k / (2 * widths))[:, None]).sum(axis=0),
-        first[..., 2].T,
+        areas @ d_mean,
+        (areas * sigma / widths) @ d_width,
+        (areas * k) @ d_mean,
+        (areas * k / (2 * widths)) @ d_width,
+        probability.T,
     ])
-    return counts.sum(axis=0), derivatives
+    return areas @ probability, derivatives
 
 
 def fit_free_heights(counts, edges, x0, sigma, gain, areas):

@@ -101,7 +101,7 @@ DEFAULT_ACCEPTANCE = Acceptance()
 
 
 def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, method="auto",
-                      start=None, check_ambiguity=True):
+                      start=None, check_ambiguity=True, max_starts=MAX_STARTS):
     """Fit the Gaussian-smeared Poisson to the values of an average image.
 
     The procedure (starting values from the data, fit window, acceptance test, resolution,
@@ -126,6 +126,9 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
         Where the peaks are barely resolved, drop a gain that another start matches as well
         (:func:`unambiguous`). A caller that fits the same image several times (its clusters
         masked in turn) checks its last fit only.
+    max_starts : int, optional
+        Starts fitted at most (``MAX_STARTS``); fewer for a first look at an image whose
+        clusters are not yet masked, which a later fit settles.
 
     Returns
     -------
@@ -143,7 +146,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     hinted = start is not None and np.all(np.isfinite(start.estimate)) and start.estimate[2] > 0
     if hinted:  # the estimate's comb first, before any search
         x0, sigma, gain, lam = start.estimate
-        hint = _Search(values, bin_width, lo, scale, None, sigma, acceptance)
+        hint = _Search(values, bin_width, lo, scale, None, sigma, acceptance, max_starts)
         hint.references = [x0]
         found = None
         if start.method == "free-heights":  # it needed them: so will this image
@@ -160,7 +163,7 @@ def fit_gauss_poisson(values, *, bin_width=1.0, acceptance=DEFAULT_ACCEPTANCE, m
     if zero is None and reason.startswith("zero noise"):
         return missing_fit(dict.fromkeys(("sigma", "gain", "lam"), reason), x0=peak)
     sigma = zero.sigma if zero is not None else scale
-    search = _Search(values, bin_width, lo, scale, zero, sigma, acceptance)
+    search = _Search(values, bin_width, lo, scale, zero, sigma, acceptance, max_starts)
     gains, no_gain = _candidate_gains(values, bin_width, lo, scale, zero, sigma)
     if hinted:
         search.fits.extend(hint.fits)
@@ -333,7 +336,8 @@ def _candidate_gains(values, bin_width, lo, scale, zero, sigma):
 class _Search:
     """The fits from the starts of each candidate gain, until one is accepted."""
 
-    def __init__(self, values, bin_width, lo, scale, zero, sigma, acceptance):
+    def __init__(self, values, bin_width, lo, scale, zero, sigma, acceptance,
+                 max_starts=MAX_STARTS):
         self.values, self.bin_width, self.bottom = values, bin_width, lo - 2 * scale
         self.scale = scale
         self.zero, self.sigma, self.acceptance = zero, sigma, acceptance
@@ -343,7 +347,7 @@ class _Search:
         self.top = float(values.quantile(0.999))
         self.fits = []
         self.tried_free_heights = False
-        self.starts = 0
+        self.starts, self.max_starts = 0, max_starts
 
     def first_accepted(self, gains):
         """The first fit that passes the acceptance test (its peaks resolved or not: an
@@ -370,10 +374,10 @@ class _Search:
 
     def _converged(self, gains):
         """The converged Poisson-heights fits from each gain's starts, in turn (at most
-        ``MAX_STARTS`` starts in all), each kept in ``fits``."""
+        ``max_starts`` in all), each kept in ``fits``."""
         for gain in gains:
             for x0 in self._teeth(gain):
-                if self.starts >= MAX_STARTS:
+                if self.starts >= self.max_starts:
                     return
                 self.starts += 1
                 fit = self._fit(x0, gain)

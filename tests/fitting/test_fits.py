@@ -13,6 +13,7 @@ from skipperdask.fitting import (
     gauss_poisson_counts,
     tail_ratio,
 )
+from skipperdask.fitting.model import counts_and_derivatives
 
 DAMICM = "damicm_avg_Image_5_Low_Temp_109_20250807_170213_15.fz"
 
@@ -55,6 +56,24 @@ def test_model_counts_integrate_over_bins():
     zero_bin = np.searchsorted(edges, 100.2) - 1
     inside = stats.norm.cdf(0.3 / 0.3) - stats.norm.cdf(-0.7 / 0.3)
     assert counts[zero_bin] == pytest.approx(1000 * np.exp(-1) * inside, rel=1e-3)
+
+
+def test_model_derivatives_are_the_counts_slopes():
+    """The analytic derivatives of the compiled model equal central differences, for peaks
+    narrower and wider than a bin, λ = 0 included."""
+    edges = np.arange(-20.5, 80.5, 0.7)
+    for params in ((0.3, 0.2, 7.0, 1.5, 1e4), (1.0, 3.0, 4.0, 0.0, 5e3),
+                   (-2.0, 1.1, 9.0, 4.0, 1e5)):
+        counts, derivatives = counts_and_derivatives(edges, params, 12)
+        for j in range(5):
+            step = 1e-6 * max(abs(params[j]), 1.0)
+            up, down = np.array(params, dtype=float), np.array(params, dtype=float)
+            up[j] += step
+            down[j] = max(down[j] - step, 0.0) if j == 3 else down[j] - step  # λ ≥ 0
+            slope = (counts_and_derivatives(edges, up, 12)[0]
+                     - counts_and_derivatives(edges, down, 12)[0]) / (up[j] - down[j])
+            scale = np.abs(slope).max() + 1e-12
+            assert np.abs(derivatives[:, j] - slope).max() < 1e-5 * scale, j
 
 
 # ---------------------------------------------------------------- Gaussian-smeared Poisson

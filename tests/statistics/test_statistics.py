@@ -258,3 +258,21 @@ def test_byteswap_inplace_gives_native_values(dtype):
     native = _byteswap_inplace(stored.copy())
     assert native.dtype.isnative
     np.testing.assert_array_equal(native, stored.astype(stored.dtype.newbyteorder("=")))
+
+
+def test_value_counts_counted_on_a_grid_equal_a_sort():
+    """Large images are counted on a grid (float32's, or 1/nskips) instead of sorted: the
+    same distinct values and counts, and a sort where a grid step would hold two values."""
+    rng = np.random.default_rng(3)
+    float32_image = (1e4 + rng.normal(0, 0.3, 300_000) + 1.35 * rng.poisson(1, 300_000)
+                     ).astype(np.float32).astype(float)
+    float32_image[::997] = np.nan
+    raw_averages = np.rint(rng.normal(-1e6, 30, 300_000) * 8) / 8
+    continuous = rng.normal(0, 1, 300_000)  # every value a distinct float64: sorted
+    for values, spacing in ((float32_image, None), (-float32_image, None),
+                            (raw_averages, 1 / 8), (raw_averages, None), (continuous, None),
+                            (np.r_[raw_averages, 0.3], 1 / 8)):
+        distribution = ValueCounts.of_values(values, spacing=spacing)
+        unique, counts = np.unique(values[np.isfinite(values)], return_counts=True)
+        np.testing.assert_array_equal(distribution.values, unique)
+        np.testing.assert_array_equal(distribution.counts, counts)
