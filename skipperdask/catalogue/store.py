@@ -363,7 +363,7 @@ class Catalogue:
         Parameters
         ----------
         path : str or os.PathLike
-            The table, e.g. from :func:`skipperdask.files.seed_table_path`.
+            The table, e.g. from :func:`skipperdask.campaign.files.seed_table_path`.
         paths : iterable of str, optional
             Only these files (e.g. those of one directory); default all.
         """

@@ -8,7 +8,7 @@ Everything works in the frame where charge raises the value (the caller flips ra
 - :mod:`.line`: straight lines (the entropy slope);
 - :mod:`.starts`: starting values from the data (zero peak, noise, candidate gains);
 - :mod:`.model`: the Gaussian-smeared Poisson and its result;
-- :mod:`.fallback`: the peaks-and-Gaussians fallback of SPEC §2;
+- :mod:`.fallback`: the peaks-and-Gaussians fallback of damicm-image-preproc;
 - :mod:`.free_heights`: free peak heights, when the heights are not one Poisson;
 - :mod:`.gauss_poisson`: the Gaussian-smeared Poisson fit, right or missing;
 - :mod:`.tail`: the tail ratio.

@@ -1,5 +1,6 @@
-"""The fallback of SPEC §2, for when no least-squares fit of the whole model converges:
-Gaussians on the peaks of a smoothed histogram, a Poisson fitted to their areas."""
+"""The fallback of DAMIC-M's damicm-image-preproc, for when no least-squares fit of the whole
+model converges: Gaussians on the peaks of a smoothed histogram, a Poisson fitted to their
+areas."""
 
 import numpy as np
 from scipy import optimize, stats
@@ -12,7 +13,7 @@ from .starts import check_values, lowest_peak, search_top, significant_peaks, sm
 
 
 def fit_peaks(values, *, bin_width=1.0):
-    """The fallback of SPEC §2: Gaussians on the peaks of a smoothed histogram.
+    """The original tool's fallback: Gaussians on the peaks of a smoothed histogram.
 
     Peaks are found in the histogram smoothed to about half the noise; a Gaussian is fitted
     to each, over half the distance to its neighbours. σ and x0 come from the first peak,

@@ -1,7 +1,7 @@
 """The Gaussian-smeared Poisson fit of an average image, right or missing.
 
 Everything here works in the frame where charge raises the value (the caller flips raw
-images) and on the values the caller chose (clusters masked: :mod:`skipperdask.mask`).
+images) and on the values the caller chose (clusters masked: :mod:`skipperdask.metrics.mask`).
 :func:`fit_gauss_poisson` proceeds as a DAMIC-M analyst does by hand:
 
 1. **Noise and zero peak.** The spread of the lowest quantiles gives a first noise scale;
@@ -35,7 +35,7 @@ images) and on the values the caller chose (clusters masked: :mod:`skipperdask.m
    negligible (then it is the zero peak's width, not that of merged peaks). Where the
    peaks are barely resolved (σ/g ≥ ``MARGINAL_RATIO``) a gain is kept only if no other
    start also passes with a gain 5 errors away (:func:`unambiguous`).
-6. **Fallback** (SPEC §2): when no fit converges at all, Gaussians on the peaks of a
+6. **Fallback** (damicm-image-preproc's): when no fit converges at all, Gaussians on the peaks of a
    smoothed histogram (:func:`.fallback.fit_peaks`), held to the same tests.
 
 Bins: ``bin_width`` (the caller's: 1 ADU, or finer for sub-ADU noise), widened by an odd

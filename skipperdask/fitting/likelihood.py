@@ -4,7 +4,7 @@ Every fit of skipperdask is a binned Poisson maximum likelihood: the model gives
 expected count of each bin (integrated over the bin, so that a peak may be narrower than a
 bin), and the fit minimises the Poisson deviance D = 2 Σ (m - c + c ln(c/m)).
 
-- :func:`histogram`: counts of a :class:`~skipperdask.stats.ValueCounts` (or an array) on
+- :func:`histogram`: counts of a :class:`~skipperdask.statistics.ValueCounts` (or an array) on
   bins centred on multiples of the bin width.
 - :func:`gaussian_bins`: bin-integrated Gaussians and their analytic derivatives.
 - :func:`fit_binned_poisson`: Levenberg-Marquardt on the deviance with Fisher scoring (the
@@ -52,7 +52,7 @@ def histogram(values, lo, hi, bin_width):
     Parameters
     ----------
     values : ValueCounts or array_like
-        The values; a :class:`~skipperdask.stats.ValueCounts` when histogrammed many times
+        The values; a :class:`~skipperdask.statistics.ValueCounts` when histogrammed many times
         (each histogram is then a binary search).
     lo, hi : float
         Range to cover.

@@ -2,8 +2,10 @@
 values with their counts. Both merge exactly across row chunks."""
 
 import functools
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 
@@ -15,6 +17,50 @@ def _summed(values, counts):
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     summed = np.add.reduceat(counts, starts) if counts.size else counts
     return values[starts], summed.astype(np.int64)
+
+
+#: distributions of fewer values are sorted: counting on a grid gains nothing
+GRID_MIN_VALUES = 20_000
+
+
+def _counted_on_grid(values, spacing):
+    """The distinct finite values of ``values`` and their counts, counted on a grid of step
+    ``spacing`` (default: one float32 step at the largest magnitude); None when the grid
+    would hold more than two steps per value or a step holds two distinct values (then
+    only a sort tells them apart)."""
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanmin(values), np.nanmax(values)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return None
+        if spacing is None:
+            largest = max(abs(lo), abs(hi))
+            spacing = 2.0 ** (math.frexp(largest)[1] - 24) if largest > 0 else 1.0
+        origin, top = math.floor(lo / spacing + 0.5), math.floor(hi / spacing + 0.5)
+    if top - origin >= 2 * values.size + 2**16:
+        return None
+    counts, seen, single = _grid_counts(values, 1.0 / spacing, origin, top - origin + 1)
+    if not single:
+        return None
+    present = np.flatnonzero(counts)
+    return seen[present], counts[present]
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid_counts(values, scale, origin, ncells):
+    """Counts of the finite ``values`` in grid cells floor(v·scale + ½) - origin, the value
+    seen in each, and whether no cell saw two different values."""
+    counts = np.zeros(ncells, np.int64)
+    seen = np.empty(ncells)
+    for value in values:
+        if not np.isfinite(value):
+            continue
+        cell = int(math.floor(value * scale + 0.5)) - origin
+        if counts[cell] == 0:
+            seen[cell] = value
+        elif seen[cell] != value:
+            return counts, seen, False
+        counts[cell] += 1
+    return counts, seen, True
 
 
 @dataclass(frozen=True)
@@ -102,9 +148,24 @@ class ValueCounts:
     counts: np.ndarray
 
     @classmethod
-    def of_values(cls, values):
-        """The distribution of the finite values of an array (sorts it)."""
+    def of_values(cls, values, *, spacing=None):
+        """The distribution of the finite values of an array.
+
+        Values on a grid, each grid step holding one distinct value, are counted in one
+        pass; others are sorted (4 million values: about 30 ms against 300-400 ms).
+
+        Parameters
+        ----------
+        values : array_like
+        spacing : float, optional
+            The grid's step when known (``1/nskips`` for averages of whole numbers); by
+            default one float32 step at the largest magnitude, which is the grid of images
+            stored as float32.
+        """
         values = np.asarray(values, dtype=np.float64).ravel()
+        counted = _counted_on_grid(values, spacing) if values.size >= GRID_MIN_VALUES else None
+        if counted is not None:
+            return cls(*counted)
         unique, counts = np.unique(values[np.isfinite(values)], return_counts=True)
         return cls(unique, counts.astype(np.int64))
 

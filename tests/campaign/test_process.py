@@ -413,19 +413,19 @@ def test_process_shows_progress_on_standard_error(client, tmp_path, capsys):
 
 def _break_peaks_fit():
     """On a worker: the average-image fit raises, as a LinAlgError deep in scipy would."""
-    from skipperdask import metrics
+    from skipperdask import fitting
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("Eigenvalues did not converge")
 
-    metrics.fitting._working_fit_gauss_poisson = metrics.fitting.fit_gauss_poisson
-    metrics.fitting.fit_gauss_poisson = broken
+    fitting._working_fit_gauss_poisson = fitting.fit_gauss_poisson
+    fitting.fit_gauss_poisson = broken
 
 
 def _repair_peaks_fit():
-    from skipperdask import metrics
+    from skipperdask import fitting
 
-    metrics.fitting.fit_gauss_poisson = metrics.fitting._working_fit_gauss_poisson
+    fitting.fit_gauss_poisson = fitting._working_fit_gauss_poisson
 
 
 def test_internal_error_leaves_the_file_ok(campaign, client, tmp_path):

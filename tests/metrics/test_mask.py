@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from skipperdask import image_metrics, open_image
-from skipperdask.drift import remove_row_drift, row_levels
-from skipperdask.mask import bright_areas, charge_thresholds, cluster_mask
+from skipperdask.metrics.drift import remove_row_drift, row_levels
+from skipperdask.metrics.mask import bright_areas, charge_thresholds, cluster_mask
 from skipperdask.simulate import Truth, simulate_pixels, write_image
 
 GAIN, NOISE = 10.0, 2.0

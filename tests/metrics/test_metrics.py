@@ -217,7 +217,7 @@ def test_real_damicm_image(real_data):
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 100_001, 300_000])
 def test_median_equals_nanmedian(n):
-    from skipperdask.metrics import _median
+    from skipperdask.metrics.measurements import _median
 
     values = np.random.default_rng(n).chisquare(98, n).astype(np.float32)
     values[1::5] = np.nan

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from skipperdask import image_metrics, metrics, open_image
+from skipperdask import fitting, image_metrics, open_image
 from skipperdask.catalogue import Catalogue, ImageRecord, format_csv
 from skipperdask.io import scan_file
 from skipperdask.simulate import Truth, write_image
@@ -136,7 +136,7 @@ def test_an_internal_error_stays_in_its_step(tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("Eigenvalues did not converge")
 
-    monkeypatch.setattr(metrics.fitting, "fit_gauss_poisson", broken)
+    monkeypatch.setattr(fitting, "fit_gauss_poisson", broken)
     path = write_image(tmp_path / "Img_1.fits", Truth(**SHAPE, nskips=16, namps=2, seed=13))
     with caplog.at_level(logging.WARNING, logger="skipperdask.metrics"):
         ds = image_metrics(open_image(path))

@@ -2,10 +2,11 @@
 clusters, after a drift of its baseline is removed.
 
 :func:`fit_average_image` ties the fits (:mod:`skipperdask.fitting`), the cluster mask
-(:mod:`skipperdask.mask`) and the rows' zero levels (:mod:`skipperdask.drift`) together:
+(:mod:`skipperdask.metrics.mask`) and the rows' zero levels (:mod:`skipperdask.metrics.drift`)
+together:
 
 1. a first fit of every pixel; when it finds no accepted gain, the obvious clusters are
-   masked without a gain (:func:`skipperdask.mask.bright_areas`) and the rest fitted;
+   masked without a gain (:func:`skipperdask.metrics.mask.bright_areas`) and the rest fitted;
 2. the cluster mask in electrons from that fit's estimate, and a fit of the pixels outside
    it, from that estimate, until the mask's thresholds no longer move;
 3. the rows' zero levels outside the mask: a drift is removed, and steps 1-2 run again on
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fitting
+from .. import fitting
+from ..statistics import ValueCounts
 from .drift import remove_row_drift, row_levels
-from .mask import HALO, HOT_THRESHOLD, SEED_ELECTRONS, bright_areas, charge_thresholds
+from .mask import bright_areas, charge_thresholds
 from .mask import cluster_mask as mask_clusters
-from .statistics import ValueCounts
 
 #: a mask that would leave less than this fraction of the pixels is not used
 MAX_MASKED = 0.95
@@ -39,20 +40,21 @@ FIRST_FIT_STARTS = 4
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Settings of the average image's fit and of its cluster mask (``skipperdask.yaml``).
+    """Settings of the average image's fit and of its cluster mask (``skipperdask.yaml``):
+    build them with :meth:`of_options`.
 
     Attributes
     ----------
     acceptance : skipperdask.fitting.likelihood.Acceptance
         The fit's acceptance test (:mod:`skipperdask.fitting.gauss_poisson`).
     mask_seed_electrons, mask_halo, mask_hot_threshold
-        The cluster mask's rule (:mod:`skipperdask.mask`).
+        The cluster mask's rule (:mod:`skipperdask.metrics.mask`).
     """
 
-    acceptance: fitting.Acceptance = fitting.Acceptance()
-    mask_seed_electrons: int = SEED_ELECTRONS
-    mask_halo: int = HALO
-    mask_hot_threshold: float = HOT_THRESHOLD
+    acceptance: fitting.Acceptance
+    mask_seed_electrons: int
+    mask_halo: int
+    mask_hot_threshold: float
 
     @classmethod
     def of_options(cls, options):
@@ -75,13 +77,13 @@ class PeaksFit:
     ----------
     fit : skipperdask.fitting.GaussPoissonFit
         The last fit.
-    mask : skipperdask.mask.ClusterMask or None
+    mask : skipperdask.metrics.mask.ClusterMask or None
         The pixels left out of it (None: no fit with resolved peaks to find them with).
-    levels : skipperdask.drift.RowLevels or None
+    levels : skipperdask.metrics.drift.RowLevels or None
         The rows' zero levels of the image as given (None: no zero peak to find them with).
     corrected : bool
         Whether a drift was removed before the last fit.
-    values : skipperdask.stats.ValueCounts
+    values : skipperdask.statistics.ValueCounts
         Every pixel of the (corrected) image: what the tail ratio counts.
     """
 
@@ -99,7 +101,7 @@ def fit_average_image(average, values, *, integer_valued, nskips, bin_width, set
     ----------
     average : ndarray (rows, cols)
         The average image, charge raising the value.
-    values : skipperdask.stats.ValueCounts
+    values : skipperdask.statistics.ValueCounts
         Its distribution.
     integer_valued : bool
         Whether its samples are whole numbers (its values then step by 1/``nskips``).
