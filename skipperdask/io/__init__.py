@@ -7,12 +7,12 @@
 - :mod:`~skipperdask.io.backend`: the xarray plugin.
 """
 
-from .array import PixelArray, dataset_from_layout, file_layout, layout_image, open_image
+from .array import PixelArray, dataset_from_layout, file_layout, open_image
 from .layout import DIMS, AmpLayout, FileLayout, averaged_by, resolve_polarity, scan_file
 from .rows import read_blocks, read_raw_rows, to_values
 
 __all__ = [
     "DIMS", "AmpLayout", "FileLayout", "PixelArray", "averaged_by", "dataset_from_layout",
-    "file_layout", "layout_image", "open_image", "read_blocks", "read_raw_rows", "resolve_polarity",
+    "file_layout", "open_image", "read_blocks", "read_raw_rows", "resolve_polarity",
     "scan_file", "to_values",
 ]

@@ -73,24 +73,10 @@ def open_image(path, *, chunks=None, polarity=None, options=None):
         amplifiers differ in shape.
     """
     options = (options or Options.from_config()).updated(polarity=polarity)
-    return layout_image(scan_file(path, polarity=options.polarity), chunks=chunks,
-                        chunk_bytes=options.chunk_bytes)
-
-
-def layout_image(layout, *, chunks=None, chunk_bytes):
-    """The lazy DataArray of :func:`open_image` of a file already scanned.
-
-    Parameters
-    ----------
-    layout : FileLayout
-    chunks : dict, optional
-        As for :func:`open_image`.
-    chunk_bytes : int
-        Of the default chunks (:func:`default_chunks`).
-    """
+    layout = scan_file(path, polarity=options.polarity)
     dataset = dataset_from_layout(layout)
     pixels = dataset["pixels"]
-    chunks = default_chunks(layout, chunk_bytes) | (chunks or {})
+    chunks = default_chunks(layout, options.chunk_bytes) | (chunks or {})
     # the name changes with the file and the chunks, as xr.open_dataset's do
     name = "pixels-" + dask.base.tokenize(layout.path, layout.size, layout.mtime, chunks)
     # chunk the pixels only: the small coordinates stay in memory

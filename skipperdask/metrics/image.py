@@ -6,6 +6,7 @@ import dask
 
 from ..blas import single_threaded_blas
 from ..config import Options
+from ..errors import BadOptionError
 from ..io.layout import resolve_polarity
 from ..statistics import ImageStatistics, plan_of, row_chunks
 from .analysis import analyse, measure
@@ -36,7 +37,7 @@ def image_statistics(pixels, options, *, rows_per_chunk=None, scheduler=None):
     polarity_source : {"option", "header", "name", "default"}
     """
     if pixels.dims != ("amp", "row", "col", "skip"):
-        raise ValueError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
+        raise BadOptionError(f"pixels must have dims (amp, row, col, skip), not {pixels.dims}")
     polarity, source = _polarity(pixels, options.polarity)
     plan = plan_of(pixels.shape[1:], polarity, options)
     return combined(row_chunks(pixels, plan, rows_per_chunk), scheduler=scheduler), source
