@@ -100,26 +100,26 @@ def cluster_mask(average, *, x0, gain, lam, sigma, seed_electrons=SEED_ELECTRONS
     -------
     ClusterMask
     """
-    charge = (np.asarray(average, dtype=float) - x0) / gain
-    finite = np.isfinite(charge)
+    # thresholds in ADU and sums over lines: no image-sized temporary of floats (on
+    # images of millions of pixels, fresh memory costs more than the arithmetic)
+    average = np.asarray(average, dtype=float)
+    finite = np.isfinite(average)
     k_seed, k_grow = charge_thresholds(int(finite.sum()), lam, seed_electrons)
     with np.errstate(invalid="ignore"):
-        seeds = charge >= k_seed - 0.5
-        grown = charge >= k_grow - 0.5
+        seeds = average >= x0 + (k_seed - 0.5) * gain
+        grown = average >= x0 + (k_grow - 0.5) * gain
     clusters = 0
-    masked = np.zeros(charge.shape, bool)
+    masked = np.zeros(average.shape, bool)
     if seeds.any():
         labels, count = ndimage.label(grown, structure=np.ones((3, 3), bool))
         seeded = np.zeros(count + 1, bool)
         seeded[labels[seeds]] = True
         clusters = int(seeded.sum())
-        masked = seeded[labels]
-        masked = _grown(masked, halo)
+        masked = _grown(seeded[labels], halo)
     noise = (sigma / gain) ** 2 + max(lam, 0.0)  # variance of one pixel's charge, e⁻²
     kept = finite & ~masked
-    kept_charge = np.where(kept, charge, 0.0)
-    hot_columns = _hot_lines(kept_charge, kept, noise, hot_threshold, axis=0)
-    hot_rows = _hot_lines(kept_charge, kept, noise, hot_threshold, axis=1)
+    hot_columns = _hot_lines(average, kept, x0, gain, noise, hot_threshold, axis=0)
+    hot_rows = _hot_lines(average, kept, x0, gain, noise, hot_threshold, axis=1)
     masked[:, hot_columns] = True
     masked[hot_rows, :] = True
     return ClusterMask(masked & finite, clusters, hot_columns, hot_rows)
@@ -138,16 +138,16 @@ def _grown(masked, halo):
     return masked
 
 
-def _hot_lines(kept_charge, kept, variance, threshold, axis):
-    """Indices of the columns (``axis=0``) or rows (``axis=1``) whose mean charge over the
-    ``kept`` pixels (``kept_charge``: their charge, 0 elsewhere) stands ``threshold`` times
-    max(standard error, robust spread) above the median line's."""
+def _hot_lines(average, kept, x0, gain, variance, threshold, axis):
+    """Indices of the columns (``axis=0``) or rows (``axis=1``) whose mean charge (e⁻) over
+    the ``kept`` pixels stands ``threshold`` times max(standard error, robust spread) above
+    the median line's."""
     count = kept.sum(axis=axis)
     if np.count_nonzero(count) < 3:
         return np.zeros(0, int)
-    total = kept_charge.sum(axis=axis)
+    total = np.sum(average, axis=axis, where=kept)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
+        mean = (total / count - x0) / gain
     valid = count > 0
     median = np.median(mean[valid])
     spread = 1.4826 * np.median(np.abs(mean[valid] - median))
