@@ -33,6 +33,7 @@ chunks are combined, so it does not depend on the chunking or the number of work
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage, stats
 
@@ -100,26 +101,26 @@ def cluster_mask(average, *, x0, gain, lam, sigma, seed_electrons=SEED_ELECTRONS
     -------
     ClusterMask
     """
-    charge = (np.asarray(average, dtype=float) - x0) / gain
-    finite = np.isfinite(charge)
+    # thresholds in ADU and sums over lines: no image-sized temporary of floats (on
+    # images of millions of pixels, fresh memory costs more than the arithmetic)
+    average = np.asarray(average, dtype=float)
+    finite = np.isfinite(average)
     k_seed, k_grow = charge_thresholds(int(finite.sum()), lam, seed_electrons)
     with np.errstate(invalid="ignore"):
-        seeds = charge >= k_seed - 0.5
-        grown = charge >= k_grow - 0.5
+        seeds = average >= x0 + (k_seed - 0.5) * gain
+        grown = average >= x0 + (k_grow - 0.5) * gain
     clusters = 0
-    masked = np.zeros(charge.shape, bool)
+    masked = np.zeros(average.shape, bool)
     if seeds.any():
         labels, count = ndimage.label(grown, structure=np.ones((3, 3), bool))
         seeded = np.zeros(count + 1, bool)
         seeded[labels[seeds]] = True
         clusters = int(seeded.sum())
-        masked = seeded[labels]
-        masked = _grown(masked, halo)
+        masked = _grown(seeded[labels], halo)
     noise = (sigma / gain) ** 2 + max(lam, 0.0)  # variance of one pixel's charge, e⁻²
     kept = finite & ~masked
-    kept_charge = np.where(kept, charge, 0.0)
-    hot_columns = _hot_lines(kept_charge, kept, noise, hot_threshold, axis=0)
-    hot_rows = _hot_lines(kept_charge, kept, noise, hot_threshold, axis=1)
+    hot_columns = _hot_lines(average, kept, x0, gain, noise, hot_threshold, axis=0)
+    hot_rows = _hot_lines(average, kept, x0, gain, noise, hot_threshold, axis=1)
     masked[:, hot_columns] = True
     masked[hot_rows, :] = True
     return ClusterMask(masked & finite, clusters, hot_columns, hot_rows)
@@ -138,16 +139,16 @@ def _grown(masked, halo):
     return masked
 
 
-def _hot_lines(kept_charge, kept, variance, threshold, axis):
-    """Indices of the columns (``axis=0``) or rows (``axis=1``) whose mean charge over the
-    ``kept`` pixels (``kept_charge``: their charge, 0 elsewhere) stands ``threshold`` times
-    max(standard error, robust spread) above the median line's."""
+def _hot_lines(average, kept, x0, gain, variance, threshold, axis):
+    """Indices of the columns (``axis=0``) or rows (``axis=1``) whose mean charge (e⁻) over
+    the ``kept`` pixels stands ``threshold`` times max(standard error, robust spread) above
+    the median line's."""
     count = kept.sum(axis=axis)
     if np.count_nonzero(count) < 3:
         return np.zeros(0, int)
-    total = kept_charge.sum(axis=axis)
+    total = np.sum(average, axis=axis, where=kept)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
+        mean = (total / count - x0) / gain
     valid = count > 0
     median = np.median(mean[valid])
     spread = 1.4826 * np.median(np.abs(mean[valid] - median))
@@ -176,19 +177,55 @@ def bright_areas(average, *, halo=HALO):
     -------
     ndarray of bool (rows, cols)
     """
+    average = np.ascontiguousarray(average, dtype=float)
     finite = np.isfinite(average)
     if not finite.any():
         return np.zeros(average.shape, bool)
-    filled = np.where(finite, average, np.median(average[finite]))
-    local = ndimage.uniform_filter(filled, size=3, mode="nearest")
-    sample = local.ravel()[:: max(local.size // BRIGHT_SAMPLE, 1)]
+    fill = float(np.median(average[finite])) if not finite.all() else 0.0
+    step = max(average.size // BRIGHT_SAMPLE, 1)
+    sample = _local_means_at(average, fill, np.arange(0, average.size, step))
     # the dark areas from the lower quantiles: clusters may cover half the image
     low, quartile = np.quantile(sample, [0.05, 0.25])
     spread = (quartile - low) / (stats.norm.ppf(0.25) - stats.norm.ppf(0.05))
     if not spread > 0:
         return np.zeros(average.shape, bool)
     level = quartile - stats.norm.ppf(0.25) * spread
-    bright = local > level + BRIGHT_THRESHOLD * spread
+    bright = _local_means_above(average, fill, level + BRIGHT_THRESHOLD * spread)
     # the 3×3 mean already reaches one pixel beyond a cluster
     return _grown(bright, halo) & finite
 
+
+@numba.njit(cache=True, nogil=True)
+def _local_mean(image, fill, row, col):
+    """Mean of the 3×3 neighbourhood of a pixel, edges repeated (as scipy's
+    ``uniform_filter(mode="nearest")``), non-finite values counted as ``fill``."""
+    rows, cols = image.shape
+    total = 0.0
+    for r in range(row - 1, row + 2):
+        r = min(max(r, 0), rows - 1)
+        for c in range(col - 1, col + 2):
+            value = image[r, min(max(c, 0), cols - 1)]
+            total += value if np.isfinite(value) else fill
+    return total / 9.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_means_at(image, fill, flat_indices):
+    """The 3×3 means at these pixels (flat indices)."""
+    cols = image.shape[1]
+    means = np.empty(flat_indices.size)
+    for i, index in enumerate(flat_indices):
+        means[i] = _local_mean(image, fill, index // cols, index % cols)
+    return means
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_means_above(image, fill, cut):
+    """Whether each pixel's 3×3 mean is above ``cut``: one pass, no image of means (on
+    millions of pixels fresh memory costs more than the sums)."""
+    rows, cols = image.shape
+    above = np.zeros((rows, cols), np.bool_)
+    for row in range(rows):
+        for col in range(cols):
+            above[row, col] = _local_mean(image, fill, row, col) > cut
+    return above
