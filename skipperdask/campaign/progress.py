@@ -37,6 +37,7 @@ class Progress:
         self.last = 0.0
 
     def update(self, summary, force=False):
+        """Redraw the bar, at most five times a second unless ``force``."""
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -52,6 +53,7 @@ class Progress:
         self.stream.flush()
 
     def close(self, summary):
+        """Draw the bar a last time and end its line."""
         if self.enabled:
             self.update(summary, force=True)
             self.stream.write("\n")

@@ -1,5 +1,6 @@
 """What several commands share: the cluster and metric options, the client, links."""
 
+
 def add_cluster_options(parser):
     """Where the work runs: Dask's own conventions (``--address``, ``--scheduler-file``)."""
     group = parser.add_argument_group(
@@ -27,6 +28,7 @@ def add_cluster_options(parser):
 
 
 def add_metric_options(parser, chunks=True):
+    """How the metrics are computed: polarity, baseline and, with ``chunks``, the chunk size."""
     group = parser.add_argument_group("metrics")
     group.add_argument("--polarity", type=int, choices=(-1, 1),
                        help="sign of charge in the stored values, overriding the rule: +1 when "

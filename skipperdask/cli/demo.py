@@ -8,6 +8,7 @@ from .arguments import add_cluster_options, connect, file_url, print_dashboard
 
 
 def add_parser(subparsers):
+    """The ``demo`` sub-command and its options."""
     parser = subparsers.add_parser(
         "demo", help="simulate a small campaign and process it on a local cluster",
         description="Simulate a small campaign whose truth is known, process it on a local Dask "

@@ -7,6 +7,7 @@ from .arguments import add_metric_options
 
 
 def add_parser(subparsers):
+    """The ``inspect`` sub-command and its options."""
     parser = subparsers.add_parser(
         "inspect", help="diagnostic figure of one image",
         description="Draw the diagnostics of one image, one PNG per amplifier: the average "

@@ -7,6 +7,7 @@ from .arguments import file_url
 
 
 def add_parser(subparsers):
+    """The ``report`` sub-command and its options."""
     parser = subparsers.add_parser(
         "report", help="HTML report of a catalogue",
         description="Write a self-contained HTML report of a campaign's catalogue (index.html "

@@ -8,6 +8,7 @@ from .arguments import add_cluster_options, add_metric_options, connect, print_d
 
 
 def add_parser(subparsers):
+    """The ``run`` sub-command and its options."""
     parser = subparsers.add_parser(
         "run",
         help="compute the metrics of many files into a catalogue (the seed's command line)",

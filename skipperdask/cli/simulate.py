@@ -3,6 +3,7 @@
 
 
 def add_parser(subparsers):
+    """The ``simulate`` sub-command and its options."""
     from ..simulate import DRIFT_KINDS, DTYPES, Truth
 
     parser = subparsers.add_parser(
