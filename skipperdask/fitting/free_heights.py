@@ -16,26 +16,8 @@ what a dark-current analysis reads from the first two peaks. The derivatives are
 
 import numpy as np
 
-from .likelihood import fit_binned_poisson, peak_integrals
-
-
-def free_heights_counts(edges, params):
-    """Expected counts per bin and their derivatives (bins, parameters) for ``params`` =
-    (x0, σ, g, v, a_0, …, a_K) (module docstring)."""
-    x0, sigma, gain, variance = params[:4]
-    areas = np.asarray(params[4:])
-    k = np.arange(areas.size)
-    widths = np.sqrt(sigma**2 + k * variance)
-    probability, d_mean, d_width = peak_integrals(np.asarray(edges, dtype=float),
-                                                  x0 + gain * k, widths)
-    derivatives = np.column_stack([
-        areas @ d_mean,
-        (areas * sigma / widths) @ d_width,
-        (areas * k) @ d_mean,
-        (areas * k / (2 * widths)) @ d_width,
-        probability.T,
-    ])
-    return areas @ probability, derivatives
+from . import engine
+from .likelihood import fit_binned_poisson
 
 
 def fit_free_heights(counts, edges, x0, sigma, gain, areas):
@@ -60,5 +42,4 @@ def fit_free_heights(counts, edges, x0, sigma, gain, areas):
     nareas = areas.size
     lower = np.r_[edges[0], 1e-3 * sigma, gain / 1.5, 0.0, np.zeros(nareas)]
     upper = np.r_[edges[-1], 20 * sigma, gain * 1.5, gain**2, np.full(nareas, np.inf)]
-    return fit_binned_poisson(lambda p: free_heights_counts(edges, p), start, lower, upper,
-                              counts)
+    return fit_binned_poisson(engine.FREE_HEIGHTS, edges, start, lower, upper, counts)

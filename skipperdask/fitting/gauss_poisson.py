@@ -49,6 +49,7 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
+from . import engine
 from .fallback import fit_peaks
 from .free_heights import fit_free_heights
 from .likelihood import (
@@ -426,14 +427,10 @@ class _Search:
         k_top = populated(params[4], lam)
         for _ in range(3):
             counts, edges = self.window(x0, gain, k_top)
-            kmax = k_top + 3
-
-            def model(p, edges=edges, kmax=kmax):
-                return counts_and_derivatives(edges, p, kmax)
-
             lower = [edges[0], 1e-3 * sigma, gain / 1.5, 0.0, 0.0]
             upper = [edges[-1], 20 * sigma, gain * 1.5, 1.5 * MAX_LAMBDA, np.inf]
-            fit = fit_binned_poisson(model, params, lower, upper, counts)
+            fit = fit_binned_poisson(engine.GAUSS_POISSON, edges, params, lower, upper, counts,
+                                     kmax=k_top + 3)
             if not fit.converged:
                 return None
             params = fit.params

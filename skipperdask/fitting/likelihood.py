@@ -16,15 +16,14 @@ bin), and the fit minimises the Poisson deviance D = 2 Σ (m - c + c ln(c/m)).
   (the deviance of sparse bins is not χ²-distributed: its mean is below 1 per bin).
 """
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
-import numba
 import numpy as np
 from scipy import special
 
 from ..statistics import ValueCounts
+from . import engine
 
 #: most bins of a fitted histogram
 MAX_BINS = 20_000
@@ -38,8 +37,6 @@ DEVIANCE_TOLERANCE = 1e-2
 PINNED_ITERATIONS = 5
 #: converged when the step is below this many standard errors of every parameter
 STEP_TOLERANCE = 1e-2
-#: beyond this many widths from a peak its density and tail underflow to 0 in double precision
-FAR = 40.0
 
 
 def histogram(values, lo, hi, bin_width):
@@ -114,45 +111,6 @@ def gaussian_bins(edges, params, *, second=False):
     hessian[..., 1, 2] = hessian[..., 2, 1] = d_sigma
     hessian[..., 2, 2] = 0.0
     return area * probability, first, hessian
-
-
-@numba.njit(cache=True, nogil=True)
-def peak_integrals(edges, means, widths):
-    """Bin-integrated unit Gaussians and their derivatives, one row per peak: the
-    probability of each bin (peaks, bins), and its derivatives by the mean and the width.
-
-    The models of many peaks on one histogram (:mod:`.model`, :mod:`.free_heights`)
-    evaluate this tens of thousands of times per image; compiled, each edge's tail and
-    density are computed once, and not at all where both underflow to 0 (beyond ``FAR``
-    widths). A bin's probability is a difference of upper tails right of the peak and of
-    lower tails left of it, for its precision far from the peak (as
-    :func:`interval_probabilities`).
-    """
-    npeaks, nbins = means.size, edges.size - 1
-    probability = np.zeros((npeaks, nbins))
-    d_mean = np.zeros((npeaks, nbins))
-    d_width = np.zeros((npeaks, nbins))
-    root_half, density = math.sqrt(0.5), 1.0 / math.sqrt(2.0 * math.pi)
-    for k in range(npeaks):
-        mean, width = means[k], widths[k]
-        z_low = (edges[0] - mean) / width
-        tail_low = 0.5 * math.erfc(abs(z_low) * root_half)  # beyond |z|: Φ(z) for z ≤ 0
-        pdf_low = density * math.exp(-0.5 * z_low * z_low)
-        for i in range(nbins):
-            z = (edges[i + 1] - mean) / width
-            if abs(z) < FAR:
-                tail = 0.5 * math.erfc(abs(z) * root_half)
-                pdf = density * math.exp(-0.5 * z * z)
-            else:
-                tail = pdf = 0.0
-            if z_low > 0.0:
-                probability[k, i] = tail_low - tail  # Q(z_low) - Q(z), both upper tails
-            else:
-                probability[k, i] = (tail if z <= 0.0 else 1.0 - tail) - tail_low
-            d_mean[k, i] = (pdf_low - pdf) / width
-            d_width[k, i] = (z_low * pdf_low - z * pdf) / width
-            z_low, tail_low, pdf_low = z, tail, pdf
-    return probability, d_mean, d_width
 
 
 def deviance(counts, model, mask=None):
@@ -270,22 +228,26 @@ class PoissonFit:
         return np.sqrt(np.diag(self.cov))
 
 
-def fit_binned_poisson(model, p0, lower, upper, counts):
-    """Minimise the Poisson deviance of ``model(params)`` on ``counts``.
+def fit_binned_poisson(kind, edges, p0, lower, upper, counts, *, kmax=0):
+    """Minimise the Poisson deviance of a model of peaks on the histogram ``counts``.
 
     Levenberg-Marquardt with Fisher scoring: the step solves (F + μ diag F) δ = -g with
     F = Jᵀ diag(1/m) J and g = Jᵀ (1 - c/m), which is Newton's method for the deviance near
     its minimum; μ shrinks after a step that lowers the deviance and grows otherwise. Steps
     are clipped to the bounds. Converged when the step is below ``STEP_TOLERANCE`` standard
-    errors of every parameter.
+    errors of every parameter. The loop is compiled (:func:`.engine.levenberg_marquardt`).
 
     Parameters
     ----------
-    model : callable
-        ``model(params) -> (counts, derivatives)``, derivatives of shape (bins, parameters).
+    kind : {engine.GAUSS_POISSON, engine.FREE_HEIGHTS}
+        The model (:mod:`.engine`).
+    edges : ndarray
+        The histogram's bin edges.
     p0, lower, upper : array_like
         Start and bounds.
     counts : ndarray
+    kmax : int, optional
+        Highest number of electrons of the Gauss-Poisson model.
 
     Returns
     -------
@@ -294,50 +256,12 @@ def fit_binned_poisson(model, p0, lower, upper, counts):
         curvature is singular; ``cov`` is then NaN.
     """
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    params = np.clip(np.asarray(p0, dtype=float), lower, upper)
+    params, expected, jac, current, converged = engine.levenberg_marquardt(
+        kind, np.asarray(edges, dtype=float), kmax, np.asarray(p0, dtype=float), lower, upper,
+        np.asarray(counts, dtype=float), MAX_ITERATIONS, STEP_TOLERANCE, DEVIANCE_TOLERANCE,
+        PINNED_ITERATIONS)
     nparams = params.size
     with np.errstate(all="ignore"):
-        expected, jac = model(params)
-        current = deviance(counts, expected).sum()
-        damping = 1e-3
-        converged = False
-        pinned = 0  # consecutive iterations with a parameter on a bound that only limits
-        for _ in range(MAX_ITERATIONS):
-            if not np.isfinite(current):
-                break
-            weight = 1.0 / np.maximum(expected, 1e-300)
-            fisher = jac.T @ (jac * weight[:, None])
-            gradient = jac.T @ (1.0 - counts * weight)
-            diagonal = np.maximum(np.diag(fisher), 1e-300)
-            try:
-                step = np.linalg.solve(fisher + damping * np.diag(diagonal), -gradient)
-            except np.linalg.LinAlgError:
-                break
-            trial = np.clip(params + step, lower, upper)
-            trial_expected, trial_jac = model(trial)
-            trial_deviance = deviance(counts, trial_expected).sum()
-            # the step in standard errors (1/√F_ii), or a decrease of the deviance far below
-            # one unit of χ² (scaled by χ²/bin when the model is imperfect): converged
-            tolerance = DEVIANCE_TOLERANCE * max(1.0, current / counts.size)
-            small = np.all(np.abs(trial - params) * np.sqrt(diagonal) < STEP_TOLERANCE) or (
-                0 <= current - trial_deviance < tolerance)
-            if np.isfinite(trial_deviance) and trial_deviance <= current:
-                params, expected, jac, current = trial, trial_expected, trial_jac, trial_deviance
-                damping = max(damping / 3.0, 1e-9)
-                if small:
-                    converged = True
-                    break
-                # a minimum beyond a search bound: this start leads nowhere, stop early
-                pinned = pinned + 1 if on_bound(params, lower, upper) else 0
-                if pinned >= PINNED_ITERATIONS:
-                    break
-            else:
-                if small:  # no decrease even for a step within rounding: at the minimum
-                    converged = True
-                    break
-                damping *= 4.0
-                if damping > 1e12:
-                    break
         cov, full_rank = covariance(jac / np.sqrt(np.maximum(expected, 1e-300))[:, None])
     ok = bool(converged and full_rank and np.isfinite(current)
               and not on_bound(params, lower, upper))
