@@ -86,6 +86,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     bar.close(summary)
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
+    dataset.attrs["errors"] = list(summary.errors)
     return dataset
 
 
@@ -131,6 +132,7 @@ class _Campaign:
                         summary.bytes += record.size
                     else:
                         summary.failed += 1
+                        summary.errors.append(record.error)
                     if path not in self.last:  # the last files came on top of the window
                         self._submit_next()
                 case Split() if path in self.last:

@@ -1,7 +1,9 @@
 """``skipperdask run``: the seed's command line, many files' metrics into a catalogue
 (:func:`skipperdask.process`)."""
 
+import glob
 import os
+import sys
 
 from ..errors import SkipperError
 from .arguments import add_cluster_options, add_metric_options, connect, print_dashboard
@@ -42,15 +44,19 @@ def add_parser(subparsers):
 
 def run(args):
     """Process the selected files into the catalogue; print the summary (and the table)."""
-    from ..campaign import process, select_files, tables_for
-    from ..catalogue import Catalogue
+    from ..campaign import process, tables_for
+    from ..campaign.files import DEFAULT_PATTERN, find_files
+    from ..catalogue import Catalogue, natural_key
     from ..config import Options, settings
 
     output = args.output or settings()["output"]
-    paths = select_files(args.filenames, args.directory, args.recursive)
+    paths, rejected = find_files(args.filenames, args.directory, args.recursive)
+    for entry in rejected:
+        print(f"warning: {entry}", file=sys.stderr, flush=True)
     if not paths:
-        raise SkipperError(f"no file matches {args.filenames or 'Img_[0-9]+.fits'} in "
-                           f"{os.path.abspath(args.directory)}")
+        raise SkipperError(f"no file matches {' '.join(args.filenames or [DEFAULT_PATTERN])} "
+                           f"in {os.path.abspath(args.directory)}"
+                           f"{_pattern_hint(args)}")
     tables = tables_for(paths, output)
     if args.catalogue:
         catalogue = args.catalogue
@@ -65,7 +71,23 @@ def run(args):
         dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
                           seed_tables=None if args.print else tables,
                           progress=False if args.no_progress else None)
-    print(dataset.attrs["summary"], flush=True)
+    summary = dataset.attrs["summary"]
+    if rejected:
+        summary += f", {len(rejected)} not processed (warnings above)"
+    print(summary, flush=True)
+    for error in sorted(dataset.attrs.get("errors", []), key=natural_key):
+        print(f"failed: {error}", file=sys.stderr, flush=True)
     if args.print:
         print(Catalogue(catalogue).format_seed_table(paths), end="")  # it ends with a newline
     return 0
+
+
+def _pattern_hint(args):
+    """A hint when the default pattern finds nothing but compressed images are there."""
+    if args.filenames:
+        return ""
+    compressed = glob.glob(os.path.join(glob.escape(args.directory), "*.fz"))
+    if not compressed:
+        return ""
+    return (f" (the default pattern does not match .fz files; there are {len(compressed)}: "
+            "try -f '*.fz')")

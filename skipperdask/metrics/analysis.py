@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import xarray as xr
 
+from ..errors import BadFileError
 from .amplifier import METRICS, REASONED, UNITS, WITH_ERROR, AmpAnalysis, missing
 from .measurements import average_image_fit, entropy_slope, variances
 from .noise import noise_against_samples, single_sample_noise
@@ -99,6 +100,10 @@ def measure(statistics, options, *, polarity_source, amp_names, path):
     xarray.Dataset
         See :func:`image_metrics`.
     """
+    for name, stats in zip(amp_names, statistics, strict=True):
+        if not stats.average_values.counts.sum():
+            raise BadFileError(path, f"amplifier {name} has no finite value (all NaN or "
+                               "infinite): nothing to measure")
     analyses = [analyse(s, options, polarity_source=polarity_source) for s in statistics]
     return metrics_dataset(analyses, amp_names,
                            attrs={"path": path, "baseline": options.baseline})
