@@ -84,6 +84,9 @@ def connect(
     options = (options or ClusterOptions.from_config()).updated(
         threads_per_worker=threads_per_worker, memory_limit=memory_limit, host=host,
         dashboard_address=dashboard_address)
+    # ":0" or "8787" names no host: distributed would listen on every interface
+    options = options.updated(dashboard_address=on_host(options.dashboard_address,
+                                                        options.host or "127.0.0.1"))
     address = address or (None if scheduler_file else _address_from_environment())
     if address is not None or scheduler_file is not None:
         # a running cluster: closing the client leaves it running for its other users
@@ -108,6 +111,21 @@ def connect(
     with cluster, Client(cluster) as client:
         client.register_plugin(SingleThreadedBLAS())
         yield client
+
+
+def on_host(address, host):
+    """A listening address with ``host`` added when it names none (``":0"``, ``"8787"``):
+    nothing listens beyond the host the cluster was given (127.0.0.1 by default) unless a
+    host is named explicitly."""
+    if address is None:
+        return None
+    address = str(address).strip()
+    if "://" in address:
+        return address
+    name, _, port = address.rpartition(":")
+    if not name:
+        return f"{host}:{port or address}"
+    return address
 
 
 def _allocator_settings(options):

@@ -64,6 +64,17 @@ def test_local_cluster_listens_on_loopback_only():
     assert cluster.status.name == "closed"
 
 
+@pytest.mark.parametrize("dashboard", [":0", "0"])
+def test_a_dashboard_address_without_host_stays_on_loopback(dashboard):
+    """Issue 14: ``--dashboard-address :0`` ("any free port") listened on 0.0.0.0; the link
+    printed is the port really bound."""
+    with connect(workers=1, dashboard_address=dashboard) as client:
+        assert listening_addresses(psutil.Process()) == {LOOPBACK}
+        port = client.scheduler_info()["services"]["dashboard"]
+        assert dashboard_link(client).startswith(f"http://{LOOPBACK}:{port}/")
+        assert port != 0
+
+
 def test_packaged_defaults_keep_the_cluster_on_loopback():
     assert dask.config.get("skipperdask.host") == LOOPBACK
     assert dask.config.get("skipperdask.dashboard-address").startswith(f"{LOOPBACK}:")

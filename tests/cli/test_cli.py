@@ -10,3 +10,18 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("run", "demo", "simulate", "inspect", "report"):
         assert command in out
+
+
+def test_simulate_noise_is_the_noise_of_every_image(tmp_path, capsys):
+    """Issue 14: ``--noise 3`` ramped the noise 3.0 -> 3.6 over the images."""
+    from skipperdask.simulate import read_truth
+
+    small = ["--nrows", "4", "--ncols", "8", "--nskips", "2"]
+    assert main(["simulate", str(tmp_path / "flat"), "-n", "3", "--noise", "3", *small]) == 0
+    assert main(["simulate", str(tmp_path / "ramp"), "-n", "3", "--noise", "3",
+                 "--noise-ramp", "0.5", *small]) == 0
+    capsys.readouterr()
+    flat = [read_truth(tmp_path / "flat" / f"Img_{i}.fits").read_noise for i in (1, 2, 3)]
+    ramp = [read_truth(tmp_path / "ramp" / f"Img_{i}.fits").read_noise for i in (1, 2, 3)]
+    assert flat == [3.0, 3.0, 3.0]
+    assert ramp == pytest.approx([3.0, 3.75, 4.5])
