@@ -17,6 +17,8 @@ every interface, which exposes the cluster to the network.
 
 import contextlib
 import os
+import signal
+import threading
 
 import dask.config
 from distributed import Client, LocalCluster
@@ -99,7 +101,7 @@ def connect(
         cluster = _slurm_cluster(options, workers, threads_per_worker, memory_limit, host,
                                  dashboard_address)
     else:
-        with dask.config.set(worker_allocator_environment(options)):
+        with dask.config.set(worker_allocator_environment(options)), _workers_spared_ctrl_c():
             cluster = LocalCluster(
                 n_workers=workers if workers is not None else options.workers,
                 threads_per_worker=options.threads_per_worker,
@@ -126,6 +128,24 @@ def on_host(address, host):
     if not name:
         return f"{host}:{port or address}"
     return address
+
+
+@contextlib.contextmanager
+def _workers_spared_ctrl_c():
+    """Start worker processes that ignore Ctrl-C (they inherit the ignored SIGINT).
+
+    A terminal's Ctrl-C reaches every process of the foreground group: the local workers
+    would die with tracebacks and their nannies restart them while the client commits and
+    closes. Ignoring it there leaves the client alone to stop the run, and close the
+    cluster, which ends the workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _allocator_settings(options):

@@ -15,7 +15,10 @@ entry holding its error.
 
 import contextlib
 import dataclasses
+import errno
 import os
+import signal
+import threading
 import time
 import uuid
 from collections import deque
@@ -25,6 +28,7 @@ from distributed import as_completed
 from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
+from ..errors import CatalogueError, Interrupted
 from .files import files_to_process
 from .progress import Progress, Summary
 from .task import Measured, Split, failed_record, file_task, fit_task, split_statistics
@@ -71,7 +75,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     store = Catalogue(catalogue)
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
-    with contextlib.ExitStack() as stack:
+    interrupted = False
+    with contextlib.ExitStack() as guard, contextlib.ExitStack() as stack:
         if client is None:
             from .cluster import connect
 
@@ -80,10 +85,20 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             client.register_plugin(SingleThreadedBLAS())
         writer = CatalogueWriter(store, dataclasses.asdict(options),
                                  csv or _default_csv(catalogue), seed_tables, commit_seconds)
-        stack.callback(writer.close)  # commits what is left, even when the run fails
+        stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
         bar = Progress(len(todo), enabled=progress)
-        _Campaign(client, options, todo, window).run(writer, summary, bar)
+        campaign = _Campaign(client, options, todo, window)
+        try:
+            campaign.run(writer, summary, bar)
+        except KeyboardInterrupt:
+            # a second Ctrl-C must not break the commit of what is finished
+            guard.enter_context(_interrupts_ignored())  # until the cluster is closed
+            campaign.cancel()
+            interrupted = True
     bar.close(summary)
+    if interrupted:
+        raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
+                          f"{os.path.abspath(store.path)}; run again to resume")
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
     dataset.attrs["errors"] = list(summary.errors)
@@ -145,6 +160,15 @@ class _Campaign:
             bar.update(summary)
         summary.seconds = time.perf_counter() - start
 
+    def cancel(self):
+        """Cancel the files in flight (a Ctrl-C): nothing more is computed."""
+        self.queue.clear()
+        self.waiting.clear()
+        futures = list(self.futures.futures)
+        self.futures.clear()
+        if futures:
+            self.client.cancel(futures, asynchronous=False)
+
     def _submit(self, path, stage, function, *args):
         # a fresh key per run, so a rerun recomputes instead of reusing a cached result
         future = self.client.submit(function, *args, key=f"{stage}-{uuid.uuid4().hex}")
@@ -177,6 +201,32 @@ def _is_error(result):
 
 def _error_of(result):
     return result[1] if isinstance(result, tuple) else result
+
+
+def _disk_full_named(close, path):
+    """``close()``, a full disk said in one line naming the catalogue."""
+    try:
+        close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CatalogueError(
+            f"{os.path.abspath(path)}: {error.strerror} while committing; the catalogue keeps "
+            "its last committed version: free some space (or give another --catalogue) and "
+            "run again to resume") from error
+
+
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """Ctrl-C ignored while a run commits and closes after a first one (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _default_csv(catalogue):
