@@ -36,8 +36,13 @@ BASELINES = ("none", "row-median")
 
 
 def settings():
-    """The ``skipperdask`` section of ``dask.config`` as it is now: setting name -> value."""
-    return dict(dask.config.get("skipperdask"))
+    """The ``skipperdask`` section of ``dask.config`` as it is now: setting name -> value.
+
+    Names are given with hyphens whatever their spelling: an environment variable
+    (``DASK_SKIPPERDASK__DASHBOARD_ADDRESS``) spells them with underscores, and dask keeps the
+    defaults under that spelling when it came first."""
+    return {name.replace("_", "-"): value
+            for name, value in dask.config.get("skipperdask").items()}
 
 
 class _FromSettings:

@@ -16,8 +16,10 @@ every interface, which exposes the cluster to the network.
 """
 
 import contextlib
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 
 import dask.config
@@ -97,19 +99,25 @@ def connect(
             yield client
         return
 
+    _refuse_in_a_starting_worker()
     if slurm:
         cluster = _slurm_cluster(options, workers, threads_per_worker, memory_limit, host,
                                  dashboard_address)
     else:
         with dask.config.set(worker_allocator_environment(options)), _workers_spared_ctrl_c():
-            cluster = LocalCluster(
-                n_workers=workers if workers is not None else options.workers,
-                threads_per_worker=options.threads_per_worker,
-                memory_limit=options.memory_limit,
-                processes=True,
-                host=options.host,
-                dashboard_address=options.dashboard_address,
-            )
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers if workers is not None else options.workers,
+                    threads_per_worker=options.threads_per_worker,
+                    memory_limit=options.memory_limit,
+                    processes=True,
+                    host=options.host,
+                    dashboard_address=options.dashboard_address,
+                )
+            except RuntimeError:
+                if _script_without_main_guard():
+                    raise BadOptionError(MAIN_GUARD) from None  # the reason, not the trace
+                raise
     with cluster, Client(cluster) as client:
         client.register_plugin(SingleThreadedBLAS())
         yield client
@@ -128,6 +136,27 @@ def on_host(address, host):
     if not name:
         return f"{host}:{port or address}"
     return address
+
+
+MAIN_GUARD = (
+    "the local cluster's workers could not start because this script starts a campaign when "
+    "it is imported: each worker process imports the script again. Put the call under "
+    "`if __name__ == \"__main__\":` (see the README's Python example)"
+)
+
+
+def _script_without_main_guard():
+    """Whether ``__main__`` is a script that a worker process would run again on import."""
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is not None and not hasattr(sys, "ps1")
+
+
+def _refuse_in_a_starting_worker():
+    """A worker process importing a script with no main guard would start a cluster of its
+    own: end it with one line instead of a traceback per worker."""
+    # set while a spawned process imports its parent's script (multiprocessing's own check)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"skipperdask: {MAIN_GUARD}")
 
 
 @contextlib.contextmanager

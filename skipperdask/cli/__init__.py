@@ -2,7 +2,7 @@
 
 Sub-commands::
 
-    skipperdask run       the seed's command line: metrics of many files into a catalogue
+    skipperdask run       the original tool's command line: metrics of many files into a catalogue
     skipperdask demo      a small simulated campaign processed on a local cluster
     skipperdask simulate  write simulated images whose truth is known
     skipperdask inspect   diagnostic figure of one image

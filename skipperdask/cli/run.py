@@ -1,4 +1,4 @@
-"""``skipperdask run``: the seed's command line, many files' metrics into a catalogue
+"""``skipperdask run``: the original tool's command line, many files' metrics into a catalogue
 (:func:`skipperdask.process`)."""
 
 import glob
@@ -13,17 +13,19 @@ def add_parser(subparsers):
     """The ``run`` sub-command and its options."""
     parser = subparsers.add_parser(
         "run",
-        help="compute the metrics of many files into a catalogue (the seed's command line)",
+        help="compute the metrics of many files into a catalogue (the command line of "
+        "damicm-image-preproc)",
         description="Compute the quality metrics of skipper-CCD FITS files on a Dask cluster "
-        "into a Zarr catalogue, a CSV table and the seed's text table. Files already in the "
-        "catalogue are skipped unless they changed or -a is given.",
+        "into a Zarr catalogue, a CSV table and the text table of DAMIC-M's original tool "
+        "(damicm-image-preproc). Files already in the catalogue are skipped unless they "
+        "changed or -a is given.",
     )
     parser.add_argument("-f", "--filenames", nargs="+", metavar="PATTERN",
                         help="file names, shell wildcards or regular expressions matched against "
                         "the names in the directory (default: Img_[0-9]+.fits)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
-                        help="the seed's text table, written in the processed directory unless "
-                        "absolute (default: img_preproc_out.txt)")
+                        help="the original tool's text table, written in the processed "
+                        "directory unless absolute (default: img_preproc_out.txt)")
     parser.add_argument("-d", "--directory", default=".", metavar="DIR",
                         help="directory of the files (default: the current directory)")
     parser.add_argument("-a", "--all", action="store_true",

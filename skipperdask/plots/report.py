@@ -33,7 +33,12 @@ def _open_catalogue(catalogue):
         return catalogue
     if not os.path.exists(catalogue):
         raise CatalogueError(f"{catalogue}: no such catalogue")
-    return Catalogue(catalogue).to_dataset()
+    try:
+        return Catalogue(catalogue).to_dataset()
+    except (FileNotFoundError, ValueError, KeyError) as error:  # zarr: "No group found …"
+        raise CatalogueError(
+            f"{catalogue}: not a skipperdask catalogue (give the .zarr folder a run wrote, "
+            "e.g. img_preproc_out.zarr)") from error
 
 
 

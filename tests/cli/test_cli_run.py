@@ -233,3 +233,20 @@ def test_fz_files_get_a_hint(tmp_path, capsys):
     write_image(tmp_path / "run3_1.fz", Truth(**SMALL, seed=1))
     assert main(["run", "-d", str(tmp_path)]) == 1
     assert "try -f '*.fz'" in capsys.readouterr().err
+
+
+def test_demo_says_how_many_files_and_cleans_its_temporary_images(tmp_path, address, capsys,
+                                                                 monkeypatch):
+    """Issue 14: it said "Simulating 12 images" and processed 15; it left 113 MB in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["demo", "-n", "2", "--address", address, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Simulating 2 clean images and 3 with problems (5 files)" in out
+    assert "4 images ok, 1 failed" in out
+    assert "--keep-open" in out
+    (directory,) = tmp_path.glob("skipperdask-demo-*")
+    assert not list(directory.glob("*.fits"))
+    assert (directory / "img_preproc_out.zarr").exists()
+    assert (directory / "report").is_dir()

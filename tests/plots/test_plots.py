@@ -246,3 +246,12 @@ def test_report_command_prints_the_page(campaign, tmp_path, capsys):
     catalogue, _ = campaign
     assert main(["report", str(catalogue), "-o", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.strip() == f"Report: {(tmp_path / 'r' / 'index.html').as_uri()}"
+
+
+def test_report_on_a_folder_that_is_no_catalogue_says_so(tmp_path, capsys):
+    """Issue 14: it said "No group found in store … at path ''"."""
+    (tmp_path / "notes.txt").write_text("not a catalogue")
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: not a skipperdask catalogue" in err
+    assert len(err.strip().splitlines()) == 1
