@@ -16,6 +16,7 @@ import pytest
 import xarray as xr
 
 from skipperdask.catalogue import Catalogue, ImageRecord, format_seed_table
+from skipperdask.catalogue.tables import value_with_error
 from tests.seed_table import read_processed_from_seed_table
 
 WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -110,7 +111,7 @@ def test_empty_catalogue(store):
     assert catalogue.processed() == {}
     assert len(catalogue.to_dataset().data_vars) == 0
     table = catalogue.format_seed_table().splitlines()
-    assert len(table) == 2 and table[0].split() == ["filename", *table[0].split()[1:]]
+    assert len(table) == 3 and table[0].split() == ["filename", *table[0].split()[1:]]
 
 
 def test_zarr_round_trip_has_every_value(store, tmp_path):
@@ -345,7 +346,8 @@ SEED_HEADER = [
 
 def parse_seed_table(text):
     lines = text.splitlines()
-    header, dashes, *body = lines
+    header, units, dashes, *body = lines
+    assert units.split()[:3] == ["-", "[samples]", "[nats]"]  # the units line
     assert set(dashes.replace(" ", "")) == {"-"}
     # two or more spaces separate the columns; no cell holds two spaces in a row
     columns = [len(d) for d in dashes.split("  ")]
@@ -368,10 +370,10 @@ def test_seed_table_has_the_seeds_shape(store, tmp_path):
         f"{float(m.aveImgS):.4g}",
         "-1 +/- -1",  # nskips = 1
         f"{float(m.imgNoise):.4g}",
-        f"{float(m.skNoise):.2g} +/- {float(m.skNoise_err):.2g}",
+        value_with_error(float(m.skNoise), float(m.skNoise_err)),
         f"{float(m.tailRatio):.4g}",
-        f"{float(m.darkCurrent):.2g} +/- {float(m.darkCurrent_err):.2g}",
-        f"{float(m.aduConversion):.2g} +/- {float(m.aduConversion_err):.2g}",
+        value_with_error(float(m.darkCurrent), float(m.darkCurrent_err)),
+        value_with_error(float(m.aduConversion), float(m.aduConversion_err)),
     ]
     assert rows[1][1:] == ["-1", "-1", "-1 +/- -1", "-1", "-1 +/- -1", "-1", "-1 +/- -1"] + [
         "-1 +/- -1"
@@ -542,3 +544,17 @@ def test_store_and_versions_move_together(store, tmp_path):
     for name in (store, store + ".versions"):
         shutil.move(name, moved)
     assert list(xr.open_zarr(moved / "catalogue.zarr").path.values) == ["/d/Img_1.fits"]
+
+
+@pytest.mark.parametrize(("value", "error", "cell"), [
+    (1.354, 0.0005, "1.35400 +/- 0.00050"),  # %.2g made it 1.4 +/- 0.0005, as 1.402
+    (1.402, 0.0005, "1.40200 +/- 0.00050"),
+    (123.4, 45.6, "123 +/- 46"),
+    (12345.0, 4567.0, "12300 +/- 4600"),
+    (-0.00312, 0.00047, "-0.00312 +/- 0.00047"),
+    (2.5, float("nan"), "2.5 +/- -1"),
+    (float("nan"), 1.0, "-1 +/- -1"),
+])
+def test_value_with_error_to_the_errors_precision(value, error, cell):
+    """Issue 14: the value to the error's precision (two significant digits of the error)."""
+    assert value_with_error(value, error) == cell

@@ -50,7 +50,7 @@ def table_files(path):
     with open(path) as f:
         lines = f.read().splitlines()
     assert lines[0].split() == list(SEED_COLUMNS)
-    return [os.path.basename(line.split()[0]) for line in lines[2:]]
+    return [os.path.basename(line.split()[0]) for line in lines[3:]]  # header, units, dashes
 
 
 def test_default_pattern_output_and_catalogue(campaign, address, capsys, monkeypatch):
