@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..io.layout import SAMPLE_KEYWORDS
 from .records import IMAGE_VARIABLES, fill_value, storage_dtype
 
 #: the seed's columns, in its order (the original image_preproc.py's table)
@@ -57,6 +58,8 @@ class _Cells:
     def __init__(self, ds):
         self.values = {name: var.values for name, var in ds.variables.items()}
         self.per_amp = {name for name, var in ds.variables.items() if "amp" in var.dims}
+        self.keywords = {var.attrs["header_keyword"]: name for name, var in ds.variables.items()
+                         if "header_keyword" in var.attrs}
 
     def rows(self, paths=None):
         """(image index, amp index or None) of every row: the amplifiers an image has, or one
@@ -89,10 +92,26 @@ def _missing(x):
     return x is None or (isinstance(x, float | np.floating) and np.isnan(x))
 
 
+def _header_samples(cells, i, a):
+    """The samples per pixel the header gives (an averaged file keeps the nominal count), or
+    None."""
+    for keyword in SAMPLE_KEYWORDS:
+        name = cells.keywords.get(keyword)
+        if name is not None:
+            number = cells(name, i, a)
+            if not _missing(number) and number >= 1:
+                return int(number)
+    return None
+
+
 def _seed_cell(cells, name, i, a):
     value = cells(name, i, a)
     if name == "nskips":
-        return "-1" if value is None or value < 0 else str(int(value))
+        if value is None or value < 0:
+            return "-1"
+        if value == 1:  # an averaged file: the original tool's column is the header's count
+            value = _header_samples(cells, i, a) or value
+        return str(int(value))
     if name not in SEED_WITH_ERRORS:
         return "-1" if _missing(value) else f"{value:.4g}"
     return value_with_error(value, cells(f"{name}_err", i, a))

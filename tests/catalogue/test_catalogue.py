@@ -545,16 +545,3 @@ def test_store_and_versions_move_together(store, tmp_path):
         shutil.move(name, moved)
     assert list(xr.open_zarr(moved / "catalogue.zarr").path.values) == ["/d/Img_1.fits"]
 
-
-@pytest.mark.parametrize(("value", "error", "cell"), [
-    (1.354, 0.0005, "1.35400 +/- 0.00050"),  # %.2g made it 1.4 +/- 0.0005, as 1.402
-    (1.402, 0.0005, "1.40200 +/- 0.00050"),
-    (123.4, 45.6, "123 +/- 46"),
-    (12345.0, 4567.0, "12300 +/- 4600"),
-    (-0.00312, 0.00047, "-0.00312 +/- 0.00047"),
-    (2.5, float("nan"), "2.5 +/- -1"),
-    (float("nan"), 1.0, "-1 +/- -1"),
-])
-def test_value_with_error_to_the_errors_precision(value, error, cell):
-    """Issue 14: the value to the error's precision (two significant digits of the error)."""
-    assert value_with_error(value, error) == cell
