@@ -26,6 +26,7 @@ from ..catalogue import ImageRecord
 from ..errors import BadFileError, SkipperError
 from ..io import FileLayout, scan_file
 from ..io.array import default_chunks
+from ..io.rows import kept_open
 from ..metrics import combined, measure
 from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
 
@@ -73,7 +74,9 @@ def file_task(path, options, whole=True):
             return Split(layout)
         # one chunk of every row: the rows are read block by block inside it, in this thread
         chunks = file_row_chunks(layout, _plan(layout, options), nrows)
-        metrics = _measure(layout, combined(chunks, scheduler="sync"), options)
+        with kept_open(layout.path):  # compressed HDUs: their headers parsed once
+            statistics = combined(chunks, scheduler="sync")
+        metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading
         return Measured(failed_record(path, error))
     return Measured(file_record(layout, metrics, time.perf_counter() - start))
