@@ -81,6 +81,8 @@ class Options(_FromSettings):
     mask_seed_electrons: int
     mask_halo: int
     mask_hot_threshold: float
+    exposure_keywords: tuple
+    acquisition_keywords: tuple
 
     def __post_init__(self):
         if self.polarity not in (None, 1, -1):
@@ -91,6 +93,12 @@ class Options(_FromSettings):
             value = getattr(self, name)
             if isinstance(value, str):  # "64MiB": frozen, so through object.__setattr__
                 object.__setattr__(self, name, parse_bytes(value))
+        for name in ("exposure_keywords", "acquisition_keywords"):  # hashable, from YAML lists
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if len(self.acquisition_keywords) != 2:
+            raise BadOptionError("acquisition-keywords must be two header keywords (start, "
+                                 f"end), not {list(self.acquisition_keywords)}")
 
 
 

@@ -128,7 +128,8 @@ def _plan(layout, options):
 
 def _measure(layout, statistics, options):
     return measure(statistics, options, polarity_source=layout.polarity_source,
-                   amp_names=[a.name for a in layout.amps], path=layout.path)
+                   amp_names=[a.name for a in layout.amps], path=layout.path,
+                   header=layout.primary_header)
 
 
 def file_record(layout, metrics, elapsed):
