@@ -263,7 +263,8 @@ def _entropy_panel(ax, analysis):
     index = np.arange(len(entropies))
     if analysis.statistics.plan.nskips == 1:  # an averaged file: one point says nothing
         entropy = analysis.values.get("aveImgS", np.nan)
-        say(ax, "one sample per pixel\n(averaged file):\nno single samples to compare\n\n"
+        reason = analysis.reasons.get("dSdskip") or "no single samples to compare"
+        say(ax, f"one sample per pixel:\ndSdskip missing:\n{reason}\n\n"
                 f"entropy of the image\naveImgS = {entropy:.4g} nats")
         ax.set_xticks([])
         ax.set_yticks([])
