@@ -106,7 +106,7 @@ def test_print_shows_the_table_and_writes_none(campaign, address, capsys):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["filename"])
     assert lines[header].split() == list(SEED_COLUMNS)
-    assert [os.path.basename(line.split()[0]) for line in lines[header + 2:]] == [
+    assert [os.path.basename(line.split()[0]) for line in lines[header + 3:]] == [  # units, dashes
         "Img_1.fits", "Img_2.fits", "Img_10.fits"]
 
 
