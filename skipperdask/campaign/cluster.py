@@ -104,7 +104,7 @@ def connect(
         cluster = _slurm_cluster(options, workers, threads_per_worker, memory_limit, host,
                                  dashboard_address)
     else:
-        with dask.config.set(worker_allocator_environment(options)), _workers_spared_ctrl_c():
+        with dask.config.set(worker_allocator_environment(options)), sigint_ignored():
             try:
                 cluster = LocalCluster(
                     n_workers=workers if workers is not None else options.workers,
@@ -160,13 +160,16 @@ def _refuse_in_a_starting_worker():
 
 
 @contextlib.contextmanager
-def _workers_spared_ctrl_c():
-    """Start worker processes that ignore Ctrl-C (they inherit the ignored SIGINT).
+def sigint_ignored():
+    """Ctrl-C (SIGINT) ignored inside the block, in the main thread only (elsewhere Python
+    cannot change a signal's handler).
 
-    A terminal's Ctrl-C reaches every process of the foreground group: the local workers
-    would die with tracebacks and their nannies restart them while the client commits and
-    closes. Ignoring it there leaves the client alone to stop the run, and close the
-    cluster, which ends the workers."""
+    Processes started inside inherit the ignored signal: :func:`connect` starts the local
+    workers so, since a terminal's Ctrl-C reaches every process of the foreground group and
+    would kill them with tracebacks, their nannies restarting them while the client commits
+    and closes. :func:`~skipperdask.campaign.process` ignores a second Ctrl-C so while it
+    commits after the first.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -17,18 +17,17 @@ import contextlib
 import dataclasses
 import errno
 import os
-import signal
-import threading
 import time
 import uuid
 from collections import deque
 
-from distributed import as_completed
+from distributed import LocalCluster, as_completed
 
 from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
 from ..errors import CatalogueError, Interrupted
+from .cluster import sigint_ignored
 from .files import files_to_process
 from .progress import Progress, Summary
 from .task import Measured, Split, failed_record, file_task, fit_task, split_statistics
@@ -91,10 +90,12 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         try:
             campaign.run(writer, summary, bar)
         except KeyboardInterrupt:
-            # a second Ctrl-C must not break the commit of what is finished
-            guard.enter_context(_interrupts_ignored())  # until the cluster is closed
-            campaign.cancel()
+            campaign.stop()
             interrupted = True
+        finally:
+            # the last commit and the cluster's close run to their end: a Ctrl-C now (a
+            # second one, or one as the run ends) would lose finished images
+            guard.enter_context(sigint_ignored())
     bar.close(summary)
     if interrupted:
         raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
@@ -160,14 +161,15 @@ class _Campaign:
             bar.update(summary)
         summary.seconds = time.perf_counter() - start
 
-    def cancel(self):
-        """Cancel the files in flight (a Ctrl-C): nothing more is computed."""
+    def stop(self):
+        """Submit nothing more (a Ctrl-C). The files in flight end with the cluster; the
+        workers of a local cluster, whose logs share this terminal, are silenced first: each
+        would log its cancelled task and its lost scheduler while the cluster closes."""
         self.queue.clear()
         self.waiting.clear()
-        futures = list(self.futures.futures)
-        self.futures.clear()
-        if futures:
-            self.client.cancel(futures, asynchronous=False)
+        if isinstance(getattr(self.client, "cluster", None), LocalCluster):
+            with contextlib.suppress(Exception):
+                self.client.run(_silence_distributed_logs)
 
     def _submit(self, path, stage, function, *args):
         # a fresh key per run, so a rerun recomputes instead of reusing a cached result
@@ -203,6 +205,13 @@ def _error_of(result):
     return result[1] if isinstance(result, tuple) else result
 
 
+def _silence_distributed_logs():
+    """On a worker about to be closed: no more log lines from distributed."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
 def _disk_full_named(close, path):
     """``close()``, a full disk said in one line naming the catalogue."""
     try:
@@ -214,19 +223,6 @@ def _disk_full_named(close, path):
             f"{os.path.abspath(path)}: {error.strerror} while committing; the catalogue keeps "
             "its last committed version: free some space (or give another --catalogue) and "
             "run again to resume") from error
-
-
-@contextlib.contextmanager
-def _interrupts_ignored():
-    """Ctrl-C ignored while a run commits and closes after a first one (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _default_csv(catalogue):
