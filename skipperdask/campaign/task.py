@@ -27,7 +27,6 @@ from ..errors import BadFileError, SkipperError
 from ..io import FileLayout, scan_file
 from ..io.array import default_chunks
 from ..io.rows import kept_open
-from ..metrics import combined, measure
 from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
 
 
@@ -74,6 +73,8 @@ def file_task(path, options, whole=True):
             return Split(layout)
         # one chunk of every row: the rows are read block by block inside it, in this thread
         chunks = file_row_chunks(layout, _plan(layout, options), nrows)
+        from ..metrics import combined  # here: the client that submits this task never fits
+
         with kept_open(layout.path):  # compressed HDUs: their headers parsed once
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
@@ -127,6 +128,8 @@ def _plan(layout, options):
 
 
 def _measure(layout, statistics, options):
+    from ..metrics import measure
+
     return measure(statistics, options, polarity_source=layout.polarity_source,
                    amp_names=[a.name for a in layout.amps], path=layout.path,
                    header=layout.primary_header)
