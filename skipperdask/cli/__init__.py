@@ -13,8 +13,10 @@ they raise into a message and an exit status, here only (:data:`EXIT_STATUS`).
 """
 
 import argparse
+import logging
 import os
 import sys
+import traceback
 
 from ..errors import BadOptionError, Interrupted, SkipperError
 from ..version import __version__
@@ -37,6 +39,9 @@ def build_parser():
         description="Image-quality metrics of skipper-CCD images, at campaign scale.",
     )
     parser.add_argument("--version", action="version", version=f"skipperdask {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="details: an error's traceback, and the log messages of this "
+                        "process (client, scheduler) from INFO level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in _COMMANDS:
         command.add_parser(subparsers)
@@ -47,12 +52,18 @@ def main(argv=None):
     """Run the ``skipperdask`` command; returns the exit status.
 
     An error of :data:`EXIT_STATUS` is printed on standard error as
-    ``skipperdask COMMAND: message``, without a traceback.
+    ``skipperdask COMMAND: message``, one line, with its traceback before it only with
+    ``-v``.
     """
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO)
+        logging.getLogger("distributed").setLevel(logging.INFO)
     try:
         return args.handler(args)
     except tuple(kind for kind, _ in EXIT_STATUS) as error:
+        if args.verbose:
+            traceback.print_exc()
         print(f"skipperdask {args.command}: {_one_line(error)}", file=sys.stderr)
         return next(status for kind, status in EXIT_STATUS if isinstance(error, kind))
     except KeyboardInterrupt as error:  # Ctrl-C: one line, the shell's status for SIGINT

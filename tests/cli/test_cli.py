@@ -25,3 +25,13 @@ def test_simulate_noise_is_the_noise_of_every_image(tmp_path, capsys):
     ramp = [read_truth(tmp_path / "ramp" / f"Img_{i}.fits").read_noise for i in (1, 2, 3)]
     assert flat == [3.0, 3.0, 3.0]
     assert ramp == pytest.approx([3.0, 3.75, 4.5])
+
+
+def test_an_error_is_one_line_and_verbose_adds_its_traceback(tmp_path, capsys):
+    missing = tmp_path / "nowhere.zarr"
+    assert main(["report", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"skipperdask report: {missing}: no such catalogue"
+    assert main(["-v", "report", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("no such catalogue")
