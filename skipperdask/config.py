@@ -76,6 +76,7 @@ class Options(_FromSettings):
     mask_seed_electrons: int
     mask_halo: int
     mask_hot_threshold: float
+    header_variables: int
 
     def __post_init__(self):
         if self.polarity not in (None, 1, -1):

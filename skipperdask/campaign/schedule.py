@@ -68,7 +68,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The whole catalogue. ``.attrs["summary"]`` says how the run went.
     """
     options = options or Options.from_config()
-    store = Catalogue(catalogue)
+    store = Catalogue(catalogue, header_variables=options.header_variables)
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     with contextlib.ExitStack() as stack:
