@@ -302,13 +302,14 @@ class Catalogue:
         with self._locked():
             root = self._refresh(locked=True)
             attributes = {} if root is None else root.get("attributes", {})
-            stored = _open(self.path) if root is not None else xr.Dataset()
+            labels, stored = ({}, {}) if root is None else zarrio.stored_variables(self.path,
+                                                                                root)
             if csv is not None:
                 self._check_csv(os.path.abspath(csv), attributes)
-            keyword_names = [n for n, v in stored.variables.items() if "header_keyword" in v.attrs]
+            keyword_names = [n for n, (_, _, a) in stored.items() if "header_keyword" in a]
             taken = RESERVED.union(
                 *(r.metrics.variables for r in records.values() if r.metrics is not None),
-                (n for n in stored.variables if n not in keyword_names))
+                (n for n in stored if n not in keyword_names))
             budget = KeywordBudget(keyword_names, self.header_variables)
             blocks = [block_from_record(r, committed, taken, budget) for r in records.values()]
             now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -322,7 +323,7 @@ class Catalogue:
                 "updated": now,
                 "commit": uuid.uuid4().hex,
             }
-            new = self._appendable(stored, blocks, attrs, records)
+            new = self._appendable(labels, stored, blocks, attrs, records)
             csv_full = True
             if new is not None:
                 csv_full = csv is None or _first_line(csv) != _csv_text(new).split("\n", 1)[0] \
@@ -334,8 +335,7 @@ class Catalogue:
                 zarrio.append(self.path, new, self._nimages, root)
             else:
                 attrs["csv"] = json.dumps({"path": None, "bytes": None, "from": 0})
-                self._rewrite(stored, blocks, attrs, records)
-            stored.close()
+                self._rewrite(blocks, attrs, records)
             start = self._nimages
             if new is not None:  # the index follows without reading the store again
                 for i, r in enumerate(records.values()):
@@ -353,30 +353,26 @@ class Catalogue:
                         self._append_csv(csv, ds.isel(image=slice(start, None)).load())
                 self._csv_checked = self._commit
 
-    def _appendable(self, stored, blocks, attrs, records):
+    def _appendable(self, labels, stored, blocks, attrs, records):
         """The batch as a Dataset on the stored labels and variables, or None when it cannot be
         appended (nothing stored yet, a replaced entry, a new label, a changed variable)."""
         if self._nimages == 0 or any(p in self._index for p in records):
             return None
-        labels = {d: [str(x) if d == "amp" else x.item() for x in stored[d].values]
-                  for d in stored.dims if d != "image"}
         existing = _Block(0, labels, {
-            n: (v.dims, np.empty((0, *v.shape[1:]), dtype=v.dtype), dict(v.attrs))
-            for n, v in stored.variables.items() if n not in stored.dims})
+            n: (dims, np.empty((0, *(len(labels[d]) for d in dims[1:])), dtype=dtype), attrs)
+            for n, (dims, dtype, attrs) in stored.items()})
         new_labels, variables = combine([existing, *blocks])
         if new_labels != labels:
             return None
-        for name, var in stored.variables.items():
-            if name in stored.dims:
-                continue
-            dims, values, _ = variables[name]
-            if tuple(dims) != var.dims or values.dtype != _storage(var.dtype):
+        for name, (dims, dtype, _) in stored.items():
+            if tuple(variables[name][0]) != dims or variables[name][1].dtype != dtype:
                 return None
         return catalogue_dataset(new_labels, variables, attrs)
 
-    def _rewrite(self, stored, blocks, attrs, records):
+    def _rewrite(self, blocks, attrs, records):
         if self._nimages:
-            old = stored.load()
+            with _open(self.path, chunks=None) as stored:
+                old = stored.load()
             keep = ~np.isin(old.path.values.astype(object), list(records))
             old_blocks = [block_from_dataset(old.isel(image=keep))]
         else:

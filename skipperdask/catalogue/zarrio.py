@@ -264,3 +264,36 @@ def exchange(a, b):
     at_fdcwd = -100
     result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
     return result == 0
+
+
+_CODING = ("_FillValue", "_Encoding", "dtype", "coordinates")
+
+
+def stored_variables(directory, root):
+    """What the store holds, from its root metadata: the labels of ``amp`` and ``nsamp``, and
+    every other variable's ``(dims, dtype, attrs)`` as xarray decodes them (dtype object for
+    strings, datetime64[us] for times)."""
+    metadata = root["consolidated_metadata"]["metadata"]
+    labels, variables = {}, {}
+    for name, meta in metadata.items():
+        if meta.get("node_type") != "array":
+            continue
+        dims = tuple(meta.get("dimension_names") or ())
+        attrs = dict(meta.get("attributes", {}))
+        if dims == (name,):
+            values = zarr.open_array(store=directory, path=name, zarr_format=3)[...]
+            labels[name] = [x.decode() if isinstance(x, bytes) else
+                            (str(x) if name == "amp" else x.item()) for x in values]
+            continue
+        if "_Encoding" in attrs:
+            dtype = np.dtype(object)
+        elif attrs.get("units") == TIME_UNITS:
+            dtype = np.dtype("datetime64[us]")
+            attrs.pop("units")
+            attrs.pop("calendar", None)
+        elif attrs.get("dtype") == "bool":
+            dtype = np.dtype(bool)
+        else:
+            dtype = np.dtype(meta["data_type"])
+        variables[name] = (dims, dtype, {k: v for k, v in attrs.items() if k not in _CODING})
+    return labels, variables
