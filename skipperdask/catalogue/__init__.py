@@ -43,8 +43,9 @@ of the amplifier names of all images, naturally sorted: ``ds.skNoise.sel(amp="CC
 
 Modules: :mod:`~.records` (a finished image, and the catalogue's arrays built from many),
 :mod:`~.store` (the plain Zarr store, appended to, never half-written: the commit protocol),
-:mod:`~.zarrio` (how its variables are encoded and its objects written), :mod:`~.tables` (the CSV and
-the seed's text table), :mod:`~.writer` (a run's commits, from a thread of their own).
+:mod:`~.zarrio` (how its variables are encoded and its objects written), :mod:`~.tables`
+(the CSV and the seed's text table), :mod:`~.textfiles` (text files written whole or
+appended), :mod:`~.writer` (a run's commits, from a thread of their own).
 """
 
 from .records import Entry, ImageRecord, natural_key

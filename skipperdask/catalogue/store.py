@@ -84,7 +84,8 @@ from .records import (
     combine,
     natural_key,
 )
-from .tables import format_csv, format_seed_table
+from .tables import format_seed_table
+from .textfiles import append_text, csv_text, first_line, unique, write_text_atomically
 
 _US = xr.coders.CFDatetimeCoder(time_unit="us")
 
@@ -94,46 +95,6 @@ def _open(path, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
         return xr.open_zarr(path, consolidated=True, decode_times=_US, **kwargs)
-
-
-def _unique():
-    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _write_text_atomically(path, text):
-    """Write a text file whole or not at all: a temporary file beside it, then a rename."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{_unique()}.tmp")
-    try:
-        # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
-        with open(tmp, "x", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def _csv_text(ds, header=True):
-    """The CSV of ``ds``, its variables in one fixed order (by name), with or without header."""
-    names = sorted(n for n in ds.variables if n not in ds.dims)
-    view = xr.Dataset({n: ds.variables[n] for n in names},
-                      coords={d: ds[d] for d in ds.dims if d in ds.coords})
-    text = format_csv(view)
-    return text if header else text.split("\n", 1)[1]
-
-
-def _first_line(path):
-    try:
-        with open(path, newline="") as f:
-            return f.readline()
-    except FileNotFoundError:
-        return None
 
 
 class Catalogue:
@@ -326,7 +287,7 @@ class Catalogue:
             new = self._appendable(labels, stored, blocks, attrs, records)
             csv_full = True
             if new is not None:
-                csv_full = csv is None or _first_line(csv) != _csv_text(new).split("\n", 1)[0] \
+                csv_full = csv is None or first_line(csv) != csv_text(new).split("\n", 1)[0] \
                     + "\n"
                 attrs["csv"] = json.dumps({"path": None if csv is None else os.path.abspath(csv),
                                            "bytes": None if csv_full else os.path.getsize(csv),
@@ -389,14 +350,14 @@ class Catalogue:
     def _replace(self, ds):
         """A rewrite: the whole store, written beside it, then exchanged with it."""
         if not os.path.lexists(self.path):
-            tmp = f"{self.path}.rewrite-{_unique()}"
+            tmp = f"{self.path}.rewrite-{unique()}"
             zarrio.write_new(tmp, ds)
             os.rename(tmp, self.path)
             return
-        tmp = f"{self.path}.rewrite-{_unique()}"
+        tmp = f"{self.path}.rewrite-{unique()}"
         zarrio.write_new(tmp, ds)
         if not zarrio.exchange(tmp, self.path):
-            aside = f"{self.path}.rewrite-old-{_unique()}"
+            aside = f"{self.path}.rewrite-old-{unique()}"
             os.rename(self.path, aside)
             os.rename(tmp, self.path)  # a kill before this: repaired on the next open
             tmp = aside
@@ -427,10 +388,7 @@ class Catalogue:
         self._csv_checked = self._commit
 
     def _append_csv(self, csv, ds):
-        with open(csv, "a", newline="") as f:
-            f.write(_csv_text(ds, header=False))
-            f.flush()
-            os.fsync(f.fileno())
+        append_text(csv, csv_text(ds, header=False))
 
     # -- tables -------------------------------------------------------------------------------
 
@@ -443,7 +401,7 @@ class Catalogue:
         ----------
         path : str or os.PathLike
         """
-        _write_text_atomically(path, _csv_text(self.to_dataset()))
+        write_text_atomically(path, csv_text(self.to_dataset()))
 
     def format_seed_table(self, paths=None):
         """The seed's text table (``-p`` prints it); see :func:`format_seed_table`."""
@@ -459,7 +417,7 @@ class Catalogue:
         paths : iterable of str, optional
             Only these files (e.g. those of one directory); default all.
         """
-        _write_text_atomically(path, format_seed_table(self.to_dataset(), paths))
+        write_text_atomically(path, format_seed_table(self.to_dataset(), paths))
 
 
 def _storage(dtype):
