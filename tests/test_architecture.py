@@ -24,12 +24,6 @@ LAYERS = (
     ("__init__", "__main__"),
 )
 MAX_LINES = 450
-#: modules allowed a little more for now, with why
-LONGER = {
-    # the fit's strategy in one piece (470 lines), in the middle of its speed work: split it
-    # (the fallbacks after a rejected Poisson fit, say) once that work has landed
-    "skipperdask.fitting.gauss_poisson": 480,
-}
 
 
 def _module_name(path):
@@ -74,7 +68,7 @@ def _layer(name):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_is_small(name):
     lines = MODULES[name].read_text().count("\n")
-    assert lines <= LONGER.get(name, MAX_LINES), f"{name}: {lines} lines"
+    assert lines <= MAX_LINES, f"{name}: {lines} lines"
 
 
 def test_imports_run_down_the_layers():

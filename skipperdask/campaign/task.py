@@ -25,7 +25,7 @@ from ..catalogue import ImageRecord
 from ..errors import BadFileError, SkipperError
 from ..io import FileLayout, scan_file
 from ..io.array import default_chunks
-from ..metrics import combined, measure
+from ..io.rows import kept_open
 from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
 
 
@@ -73,7 +73,11 @@ def file_task(path, options, whole=True):
         return Split(layout)
     # one chunk of every row: the rows are read block by block inside it, in this thread
     chunks = file_row_chunks(layout, _plan(layout, options), nrows)
-    metrics = _measure(layout, combined(chunks, scheduler="sync"), options)
+    from ..metrics import combined  # here: the client that submits this task never fits
+
+    with kept_open(layout.path):  # compressed HDUs: their headers parsed once
+        statistics = combined(chunks, scheduler="sync")
+    metrics = _measure(layout, statistics, options)
     return Measured(file_record(layout, metrics, time.perf_counter() - start))
 
 
@@ -104,6 +108,8 @@ def _plan(layout, options):
 
 
 def _measure(layout, statistics, options):
+    from ..metrics import measure
+
     return measure(statistics, options, polarity_source=layout.polarity_source,
                    amp_names=[a.name for a in layout.amps], path=layout.path)
 

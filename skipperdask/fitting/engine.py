@@ -1,15 +1,15 @@
-"""The compiled core of the peaks fits: bin-integrated peaks, the two models of a histogram
-of peaks, and the Levenberg-Marquardt loop that fits them.
+"""The compiled core of the peaks fits: the two models of a histogram of bin-integrated
+Gaussian peaks, and the Levenberg-Marquardt loop that fits them.
 
 An image's analysis runs a dozen or more such fits of a few hundred bins each; in numpy,
 each iteration's small-array calls cost more than its arithmetic. Here one compiled call
 runs a whole fit. The Python side (:func:`.likelihood.fit_binned_poisson`) adds the
 covariance and the result.
 
-- :func:`peak_integrals`: bin-integrated unit Gaussians and their derivatives;
 - the models, ``GAUSS_POISSON`` (params x0, σ, g, λ, n: :mod:`.model`) and ``FREE_HEIGHTS``
   (x0, σ, g, v, a_0, …, a_K: :mod:`.free_heights`): expected counts per bin and their
-  derivatives (bins, parameters);
+  derivatives (bins, parameters), each edge's Gaussian tail and density computed once per
+  peak, and not at all where both underflow to 0 (beyond ``FAR`` widths);
 - :func:`levenberg_marquardt`: the minimum of the Poisson deviance of one of them.
 """
 
@@ -23,45 +23,32 @@ FAR = 40.0
 #: the models :func:`levenberg_marquardt` fits
 GAUSS_POISSON, FREE_HEIGHTS = 0, 1
 
-# numpy's rules for floating-point errors (inf and NaN, no exception), as in the numpy code
+ROOT_HALF, DENSITY = math.sqrt(0.5), 1.0 / math.sqrt(2.0 * math.pi)
+
+# numpy's rules for floating-point errors (inf and NaN, no exception), as in the numpy code.
+# Plain loops throughout: numba compiles numpy's array expressions, `@` and `linalg` slowly
+# (BLAS and LAPACK wrappers), and every worker of a fresh installation compiles them once
+# (measured: 24 s of compilation with them, a few seconds without)
 _compiled = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_compiled
-def peak_integrals(edges, means, widths):
-    """Bin-integrated unit Gaussians and their derivatives, one row per peak: the
-    probability of each bin (peaks, bins), and its derivatives by the mean and the width.
+def _edge(edge, mean, width):
+    """z = (edge - mean)/width, the Gaussian tail beyond |z| and the density at z (both 0
+    beyond ``FAR`` widths, where they underflow)."""
+    z = (edge - mean) / width
+    if abs(z) < FAR:
+        return z, 0.5 * math.erfc(abs(z) * ROOT_HALF), DENSITY * math.exp(-0.5 * z * z)
+    return z, 0.0, 0.0
 
-    Each edge's tail and density are computed once, and not at all where both underflow to
-    0 (beyond ``FAR`` widths). A bin's probability is a difference of upper tails right of
-    the peak and of lower tails left of it, for its precision far from the peak (as
-    :func:`.likelihood.interval_probabilities`).
-    """
-    npeaks, nbins = means.size, edges.size - 1
-    probability = np.zeros((npeaks, nbins))
-    d_mean = np.zeros((npeaks, nbins))
-    d_width = np.zeros((npeaks, nbins))
-    root_half, density = math.sqrt(0.5), 1.0 / math.sqrt(2.0 * math.pi)
-    for k in range(npeaks):
-        mean, width = means[k], widths[k]
-        z_low = (edges[0] - mean) / width
-        tail_low = 0.5 * math.erfc(abs(z_low) * root_half)  # beyond |z|: Φ(z) for z ≤ 0
-        pdf_low = density * math.exp(-0.5 * z_low * z_low)
-        for i in range(nbins):
-            z = (edges[i + 1] - mean) / width
-            if abs(z) < FAR:
-                tail = 0.5 * math.erfc(abs(z) * root_half)
-                pdf = density * math.exp(-0.5 * z * z)
-            else:
-                tail = pdf = 0.0
-            if z_low > 0.0:
-                probability[k, i] = tail_low - tail  # Q(z_low) - Q(z), both upper tails
-            else:
-                probability[k, i] = (tail if z <= 0.0 else 1.0 - tail) - tail_low
-            d_mean[k, i] = (pdf_low - pdf) / width
-            d_width[k, i] = (z_low * pdf_low - z * pdf) / width
-            z_low, tail_low, pdf_low = z, tail, pdf
-    return probability, d_mean, d_width
+
+@_compiled
+def _between(z_low, tail_low, z, tail):
+    """A bin's probability Φ(z) - Φ(z_low): a difference of upper tails right of the peak
+    and of lower tails left of it, for its precision far from the peak."""
+    if z_low > 0.0:
+        return tail_low - tail
+    return (tail if z <= 0.0 else 1.0 - tail) - tail_low
 
 
 @_compiled
@@ -84,18 +71,31 @@ def gauss_poisson_model(edges, kmax, params):
     (x0, σ, g, λ, n); ∂Pois(k; λ)/∂λ = Pois(k - 1; λ) - Pois(k; λ)."""
     x0, sigma, gain, lam, n = params[0], params[1], params[2], params[3], params[4]
     weights = poisson_weights(kmax, lam)
-    k = np.arange(kmax + 1).astype(np.float64)
-    d_weights = -weights.copy()
-    d_weights[1:] += weights[:-1]
-    probability, d_mean, d_width = peak_integrals(edges, x0 + gain * k,
-                                                  np.full(kmax + 1, sigma))
-    derivatives = np.empty((edges.size - 1, 5))
-    derivatives[:, 0] = n * (weights @ d_mean)
-    derivatives[:, 1] = n * (weights @ d_width)
-    derivatives[:, 2] = n * ((weights * k) @ d_mean)
-    derivatives[:, 3] = n * (d_weights @ probability)
-    derivatives[:, 4] = weights @ probability
-    return n * derivatives[:, 4], derivatives
+    nbins = edges.size - 1
+    derivatives = np.zeros((nbins, 5))
+    for k in range(kmax + 1):
+        weight = weights[k]
+        d_weight = (weights[k - 1] if k > 0 else 0.0) - weight
+        if weight == 0.0 and d_weight == 0.0:
+            continue
+        mean = x0 + gain * k
+        z_low, tail_low, pdf_low = _edge(edges[0], mean, sigma)
+        for i in range(nbins):
+            z, tail, pdf = _edge(edges[i + 1], mean, sigma)
+            probability = _between(z_low, tail_low, z, tail)
+            d_mean = (pdf_low - pdf) / sigma
+            derivatives[i, 0] += weight * d_mean
+            derivatives[i, 1] += weight * (z_low * pdf_low - z * pdf) / sigma
+            derivatives[i, 2] += weight * k * d_mean
+            derivatives[i, 3] += d_weight * probability
+            derivatives[i, 4] += weight * probability
+            z_low, tail_low, pdf_low = z, tail, pdf
+    counts = np.empty(nbins)
+    for i in range(nbins):
+        for j in range(4):
+            derivatives[i, j] *= n
+        counts[i] = n * derivatives[i, 4]
+    return counts, derivatives
 
 
 @_compiled
@@ -103,17 +103,78 @@ def free_heights_model(edges, params):
     """Expected counts Σ_k a_k ∫_bin Normal(x0 + g·k, √(σ² + k·v)) and their derivatives by
     (x0, σ, g, v, a_0, …, a_K)."""
     x0, sigma, gain, variance = params[0], params[1], params[2], params[3]
-    areas = params[4:]
-    k = np.arange(areas.size).astype(np.float64)
-    widths = np.sqrt(sigma**2 + k * variance)
-    probability, d_mean, d_width = peak_integrals(edges, x0 + gain * k, widths)
-    derivatives = np.empty((edges.size - 1, params.size))
-    derivatives[:, 0] = areas @ d_mean
-    derivatives[:, 1] = (areas * sigma / widths) @ d_width
-    derivatives[:, 2] = (areas * k) @ d_mean
-    derivatives[:, 3] = (areas * k / (2 * widths)) @ d_width
-    derivatives[:, 4:] = probability.T
-    return areas @ probability, derivatives
+    nbins = edges.size - 1
+    counts = np.zeros(nbins)
+    derivatives = np.zeros((nbins, params.size))
+    for k in range(params.size - 4):
+        area = params[4 + k]
+        width = math.sqrt(sigma * sigma + k * variance)
+        mean = x0 + gain * k
+        z_low, tail_low, pdf_low = _edge(edges[0], mean, width)
+        for i in range(nbins):
+            z, tail, pdf = _edge(edges[i + 1], mean, width)
+            probability = _between(z_low, tail_low, z, tail)
+            d_mean = (pdf_low - pdf) / width
+            d_width = (z_low * pdf_low - z * pdf) / width
+            counts[i] += area * probability
+            derivatives[i, 0] += area * d_mean
+            derivatives[i, 1] += area * sigma / width * d_width
+            derivatives[i, 2] += area * k * d_mean
+            derivatives[i, 3] += area * k / (2 * width) * d_width
+            derivatives[i, 4 + k] = probability
+            z_low, tail_low, pdf_low = z, tail, pdf
+    return counts, derivatives
+
+
+@_compiled
+def _fisher_and_gradient(jac, counts, expected):
+    """F = Jᵀ diag(1/m) J and g = Jᵀ (1 - c/m), m floored at 1e-300."""
+    nbins, nparams = jac.shape
+    fisher = np.zeros((nparams, nparams))
+    gradient = np.zeros(nparams)
+    for i in range(nbins):
+        weight = 1.0 / max(expected[i], 1e-300)
+        residual = 1.0 - counts[i] * weight
+        for a in range(nparams):
+            gradient[a] += jac[i, a] * residual
+            scaled = jac[i, a] * weight
+            for b in range(a + 1):
+                fisher[a, b] += scaled * jac[i, b]
+    for a in range(nparams):
+        for b in range(a):
+            fisher[b, a] = fisher[a, b]
+    return fisher, gradient
+
+
+@_compiled
+def solve(matrix, rhs):
+    """x with matrix · x = rhs, by Gaussian elimination with partial pivoting (as LAPACK's
+    gesv); (x, whether the matrix is non-singular)."""
+    size = rhs.size
+    a, x = matrix.copy(), rhs.copy()
+    for col in range(size):
+        pivot = col
+        for row in range(col + 1, size):
+            if abs(a[row, col]) > abs(a[pivot, col]):
+                pivot = row
+        if a[pivot, col] == 0.0:
+            return x, False
+        if pivot != col:
+            for j in range(size):
+                a[col, j], a[pivot, j] = a[pivot, j], a[col, j]
+            x[col], x[pivot] = x[pivot], x[col]
+        for row in range(col + 1, size):
+            factor = a[row, col] / a[col, col]
+            if factor != 0.0:
+                for j in range(col, size):
+                    a[row, j] -= factor * a[col, j]
+                x[row] -= factor * x[col]
+    for row in range(size - 1, -1, -1):
+        total = x[row]
+        for j in range(row + 1, size):
+            total -= a[row, j] * x[j]
+        x[row] = total / a[row, row]
+    return x, True
 
 
 @_compiled
@@ -150,13 +211,21 @@ def on_bound(params, lower, upper):
 
 
 @_compiled
+def _clipped(params, lower, upper):
+    clipped = np.empty(params.size)
+    for i in range(params.size):
+        clipped[i] = min(max(params[i], lower[i]), upper[i])
+    return clipped
+
+
+@_compiled
 def levenberg_marquardt(kind, edges, kmax, p0, lower, upper, counts, max_iterations,
                         step_tolerance, deviance_tolerance, pinned_iterations):
     """The minimum of the Poisson deviance of the model ``kind`` (the algorithm is
     :func:`.likelihood.fit_binned_poisson`'s): (params, expected, derivatives, deviance,
     converged)."""
-    params = np.minimum(np.maximum(p0, lower), upper)
-    nparams = params.size
+    nparams = p0.size
+    params = _clipped(p0, lower, upper)
     expected, jac = _model(kind, edges, kmax, params)
     current = _deviance(counts, expected)
     damping = 1e-3
@@ -166,27 +235,32 @@ def levenberg_marquardt(kind, edges, kmax, p0, lower, upper, counts, max_iterati
     for _ in range(max_iterations):
         if not np.isfinite(current):
             break
-        weight = 1.0 / np.maximum(expected, 1e-300)
-        fisher = jac.T @ (jac * weight[:, None])
-        gradient = jac.T @ (1.0 - counts * weight)
-        diagonal = np.maximum(np.diag(fisher).copy(), 1e-300)
-        system[:] = fisher
+        fisher, gradient = _fisher_and_gradient(jac, counts, expected)
+        diagonal = np.empty(nparams)
         for i in range(nparams):
-            system[i, i] += damping * diagonal[i]
-        if not (np.all(np.isfinite(system)) and np.all(np.isfinite(gradient))):
+            diagonal[i] = max(fisher[i, i], 1e-300)
+        finite = True
+        for i in range(nparams):
+            finite &= np.isfinite(gradient[i])
+            for j in range(nparams):
+                system[i, j] = fisher[i, j] + (damping * diagonal[i] if i == j else 0.0)
+                finite &= np.isfinite(system[i, j])
+        if not finite:
             break
-        try:
-            step = np.linalg.solve(system, -gradient)
-        except Exception:  # noqa: BLE001  (numba raises a generic error for a singular matrix)
+        step, regular = solve(system, -gradient)
+        if not regular:
             break
-        trial = np.minimum(np.maximum(params + step, lower), upper)
+        trial = _clipped(params + step, lower, upper)
         trial_expected, trial_jac = _model(kind, edges, kmax, trial)
         trial_deviance = _deviance(counts, trial_expected)
         # the step in standard errors (1/√F_ii), or a decrease of the deviance far below
         # one unit of χ² (scaled by χ²/bin when the model is imperfect): converged
         tolerance = deviance_tolerance * max(1.0, current / counts.size)
-        small = (np.all(np.abs(trial - params) * np.sqrt(diagonal) < step_tolerance)
-                 or 0 <= current - trial_deviance < tolerance)
+        small = 0 <= current - trial_deviance < tolerance
+        if not small:
+            small = True
+            for i in range(nparams):
+                small &= abs(trial[i] - params[i]) * math.sqrt(diagonal[i]) < step_tolerance
         if np.isfinite(trial_deviance) and trial_deviance <= current:
             params, expected, jac, current = trial, trial_expected, trial_jac, trial_deviance
             damping = max(damping / 3.0, 1e-9)

@@ -17,7 +17,8 @@ what a dark-current analysis reads from the first two peaks. The derivatives are
 import numpy as np
 
 from . import engine
-from .likelihood import fit_binned_poisson
+from .likelihood import fit_binned_poisson, goodness_of_fit, pdg_scale
+from .model import RESOLUTION_LIMIT, GaussPoissonFit, check_resolution
 
 
 def fit_free_heights(counts, edges, x0, sigma, gain, areas):
@@ -43,3 +44,40 @@ def fit_free_heights(counts, edges, x0, sigma, gain, areas):
     lower = np.r_[edges[0], 1e-3 * sigma, gain / 1.5, 0.0, np.zeros(nareas)]
     upper = np.r_[edges[-1], 20 * sigma, gain * 1.5, gain**2, np.full(nareas, np.inf)]
     return fit_binned_poisson(engine.FREE_HEIGHTS, edges, start, lower, upper, counts)
+
+
+def refit_with_free_heights(poisson, acceptance, max_lambda):
+    """The free-heights fit from a rejected Poisson-heights fit (a
+    :class:`.model.GaussPoissonFit`) with resolved peaks, if it passes the ``acceptance``
+    test with resolved peaks and λ ≤ ``max_lambda``; else None.
+
+    λ = a_1/a_0; the zero- and one-electron areas must stand 5 standard errors above 0 (free
+    heights at a fraction of the true gain, with empty peaks between, or on a comb shifted
+    by one peak, would fit as well).
+    """
+    if not poisson.sigma / poisson.gain < RESOLUTION_LIMIT:
+        return None
+    k = np.arange(int((poisson.edges[-1] - poisson.x0) / poisson.gain) + 1)
+    if k.size < 2:
+        return None
+    areas = poisson.n * engine.poisson_weights(int(k[-1]), poisson.lam)
+    fit = fit_free_heights(poisson.counts, poisson.edges, poisson.x0, poisson.sigma,
+                           poisson.gain, areas)
+    if not fit.converged:
+        return None
+    test = goodness_of_fit(poisson.counts, fit.model, fit.params.size)
+    if not test.passes(acceptance):
+        return None
+    cov = fit.cov * pdg_scale(test.chi2_reduced)
+    (x0, sigma, gain), (a0, a1) = fit.params[:3], fit.params[4:6]
+    errors = np.sqrt(np.diag(cov))
+    if not (a0 > 5 * errors[4] and a1 > 5 * errors[5]):
+        return None  # an empty zero peak (a comb one tooth too low) or one-electron peak
+    lam = a1 / a0
+    if lam > max_lambda:
+        return None
+    lam_err = lam * np.sqrt(cov[4, 4] / a0**2 + cov[5, 5] / a1**2 - 2 * cov[4, 5] / (a0 * a1))
+    result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[4:].sum(), *errors[:3], lam_err,
+                             test.chi2_reduced, test.ndof, "free-heights", poisson.edges,
+                             poisson.counts, {})
+    return check_resolution(result)

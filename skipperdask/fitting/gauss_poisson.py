@@ -47,11 +47,10 @@ scaled by max(1, χ²ᵣ).
 import dataclasses
 
 import numpy as np
-from scipy import stats
 
 from . import engine
 from .fallback import fit_peaks
-from .free_heights import fit_free_heights
+from .free_heights import refit_with_free_heights
 from .likelihood import (
     Acceptance,
     GoodnessOfFit,
@@ -256,39 +255,8 @@ def _zero_peak_alone(values, bin_width, zero, reason, acceptance):
 
 
 def _free_heights(poisson, acceptance):
-    """The free-heights fit (:mod:`.free_heights`) from a rejected Poisson-heights fit with
-    resolved peaks, if it passes the acceptance test with resolved peaks; else None.
-
-    λ = a_1/a_0; the zero- and one-electron areas must stand 5 standard errors above 0 (free
-    heights at a fraction of the true gain, with empty peaks between, or on a comb shifted
-    by one peak, would fit as well).
-    """
-    if not poisson.sigma / poisson.gain < RESOLUTION_LIMIT:
-        return None
-    k = np.arange(int((poisson.edges[-1] - poisson.x0) / poisson.gain) + 1)
-    if k.size < 2:
-        return None
-    areas = poisson.n * stats.poisson.pmf(k, poisson.lam)
-    fit = fit_free_heights(poisson.counts, poisson.edges, poisson.x0, poisson.sigma,
-                           poisson.gain, areas)
-    if not fit.converged:
-        return None
-    test = goodness_of_fit(poisson.counts, fit.model, fit.params.size)
-    if not test.passes(acceptance):
-        return None
-    cov = fit.cov * pdg_scale(test.chi2_reduced)
-    (x0, sigma, gain), (a0, a1) = fit.params[:3], fit.params[4:6]
-    errors = np.sqrt(np.diag(cov))
-    if not (a0 > 5 * errors[4] and a1 > 5 * errors[5]):
-        return None  # an empty zero peak (a comb one tooth too low) or one-electron peak
-    lam = a1 / a0
-    if lam > MAX_LAMBDA:
-        return None
-    lam_err = lam * np.sqrt(cov[4, 4] / a0**2 + cov[5, 5] / a1**2 - 2 * cov[4, 5] / (a0 * a1))
-    result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[4:].sum(), *errors[:3], lam_err,
-                             test.chi2_reduced, test.ndof, "free-heights", poisson.edges,
-                             poisson.counts, {})
-    return check_resolution(result)
+    """:func:`.free_heights.refit_with_free_heights`, λ at most ``MAX_LAMBDA``."""
+    return refit_with_free_heights(poisson, acceptance, MAX_LAMBDA)
 
 
 def _estimated(fit, source):

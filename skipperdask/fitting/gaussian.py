@@ -199,7 +199,8 @@ def _newton_row(counts, edges, mask, params, lower, upper, max_steps, tolerance,
             return True  # a step that no longer changes the parameters: at the minimum
         trial_deviance = _row_deviance(counts, edges, mask, trial)
         if trial_deviance <= current:
-            params[:] = trial
+            for i in range(3):
+                params[i] = trial[i]
             current = trial_deviance
             if small:
                 return True
@@ -281,15 +282,67 @@ def _newton_step_row(counts, edges, mask, params, step, tolerance, decrement):
             hessian[1, 2] += residual * d_sigma
             hessian[2, 1] += residual * d_sigma
         z_low, tail_low, pdf_low = z, tail, pdf
-    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(gradient))):
-        return True, False
-    # in units of the curvature of each parameter, with a floor on the eigenvalues
-    scale = np.sqrt(np.maximum(np.abs(np.diag(hessian)), 1e-300))
-    eigenvalues, vectors = np.linalg.eigh(hessian / np.outer(scale, scale))
-    eigenvalues = np.abs(eigenvalues)
-    eigenvalues = np.maximum(eigenvalues, 1e-12 * eigenvalues.max())
-    projected = (vectors.T @ (gradient / scale)) / eigenvalues
-    step[:] = -(vectors @ projected) / scale
+    scale = np.empty(3)
+    for a in range(3):
+        if not np.isfinite(gradient[a]):
+            return True, False
+        for b in range(3):
+            if not np.isfinite(hessian[a, b]):
+                return True, False
+        # in units of the curvature of each parameter, with a floor on the eigenvalues
+        scale[a] = math.sqrt(max(abs(hessian[a, a]), 1e-300))
+    scaled = np.empty((3, 3))
+    for a in range(3):
+        for b in range(3):
+            scaled[a, b] = hessian[a, b] / (scale[a] * scale[b])
+    eigenvalues, vectors = _symmetric_eigen(scaled)
+    largest = max(abs(eigenvalues[0]), abs(eigenvalues[1]), abs(eigenvalues[2]))
+    for j in range(3):
+        eigenvalues[j] = max(abs(eigenvalues[j]), 1e-12 * largest)
+    for i in range(3):  # step = -V diag(1/|λ|) Vᵀ (g/scale) / scale
+        step[i] = 0.0
+    for j in range(3):
+        projected = 0.0
+        for i in range(3):
+            projected += vectors[i, j] * gradient[i] / scale[i]
+        projected /= eigenvalues[j]
+        for i in range(3):
+            step[i] -= vectors[i, j] * projected / scale[i]
     size = max(abs(step[0]) / sigma, abs(step[1]) / sigma, abs(step[2]) / max(area, 1.0))
-    promised = -(gradient @ step)
+    promised = -(gradient[0] * step[0] + gradient[1] * step[1] + gradient[2] * step[2])
     return False, size < tolerance or promised < decrement
+
+
+@numba.njit(cache=True, nogil=True)
+def _symmetric_eigen(matrix):
+    """Eigenvalues and eigenvectors (columns) of a symmetric 3×3 matrix, by cyclic Jacobi
+    rotations (to rounding: quadratic convergence). numba's ``np.linalg.eigh`` goes through
+    LAPACK wrappers that take seconds to compile in every fresh installation's workers."""
+    a = matrix.copy()
+    vectors = np.zeros((3, 3))
+    for k in range(3):
+        vectors[k, k] = 1.0
+    for _ in range(50):
+        off = a[0, 1] ** 2 + a[0, 2] ** 2 + a[1, 2] ** 2
+        if not off > 1e-32 * (a[0, 0] ** 2 + a[1, 1] ** 2 + a[2, 2] ** 2):
+            break
+        for p, q in ((0, 1), (0, 2), (1, 2)):
+            if a[p, q] == 0.0:
+                continue
+            theta = (a[q, q] - a[p, p]) / (2.0 * a[p, q])
+            t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
+            c = 1.0 / math.sqrt(t * t + 1.0)
+            s = t * c
+            for k in range(3):  # A ← A·R
+                akp, akq = a[k, p], a[k, q]
+                a[k, p], a[k, q] = c * akp - s * akq, s * akp + c * akq
+            for k in range(3):  # A ← Rᵀ·A
+                apk, aqk = a[p, k], a[q, k]
+                a[p, k], a[q, k] = c * apk - s * aqk, s * apk + c * aqk
+            for k in range(3):
+                vkp, vkq = vectors[k, p], vectors[k, q]
+                vectors[k, p], vectors[k, q] = c * vkp - s * vkq, s * vkp + c * vkq
+    eigenvalues = np.empty(3)
+    for k in range(3):
+        eigenvalues[k] = a[k, k]
+    return eigenvalues, vectors

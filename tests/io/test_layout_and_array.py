@@ -531,3 +531,29 @@ def test_process_workers_read_compressed_and_plain_files(tmp_path):
             pixels = open_image(path, chunks={"row": 2})
             total = client.compute(pixels.sum(dtype=np.float64).data).result()
             assert total == sum(values.sum(dtype=np.float64) for _, values, _ in amps)
+
+
+def test_a_compressed_file_kept_open_reads_the_same_rows(tmp_path, monkeypatch):
+    """A task that reads every amplifier of a compressed file opens it once (its headers
+    parsed once), and reads exactly what a read that opens the file itself gives."""
+    from skipperdask.io import rows
+
+    path, expected = compressed_int_raw(tmp_path)
+    amps = scan_file(path).amps
+    opened = []
+    real_open = fits.open
+
+    def counted_open(name, *args, **kwargs):
+        opened.append(name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(rows.fits, "open", counted_open)
+    alone = [read_raw_rows(amp, 2, 7) for amp in amps]
+    assert len(opened) == len(amps)
+    opened.clear()
+    with rows.kept_open(path), rows.kept_open(path):  # nested: the outer block owns it
+        shared = [read_raw_rows(amp, 2, 7) for amp in amps]
+    assert list(map(os.fspath, opened)) == [os.fspath(path)]
+    for one, other, (_, raw, _) in zip(alone, shared, expected, strict=True):
+        np.testing.assert_array_equal(one, other)
+        np.testing.assert_array_equal(other, raw[2:7])
