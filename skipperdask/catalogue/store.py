@@ -42,7 +42,17 @@ variable's type, and once to convert a catalogue of an earlier version (a symbol
 ``zarr.json`` last), then exchanged with ``<path>`` by ``renameat2(RENAME_EXCHANGE)`` (Linux:
 one atomic step), else moved in by two renames, of which a kill between is repaired on the
 next open (a complete ``<path>.rewrite-…`` and no ``<path>``: it is moved in). The pipeline
-(:class:`~.writer.CatalogueWriter`) commits the replacements of a run together, once.
+(:class:`~.writer.CatalogueWriter`) commits the replacements of a run together, once. A lazy
+``xr.open_zarr`` kept open across a rewrite may read the new store's chunks (``to_dataset``
+and the index read at once). An object store has no rename: there a rewrite would have to
+go through a new prefix and a pointer object, which the catalogue does not do yet (it writes
+to local and shared POSIX file systems; the append protocol above needs nothing more than
+whole-object PUTs).
+
+Measured (``python benchmarks/catalogue.py``, 4 amplifiers, 140 header keywords, a busy
+2-core machine): adding 50 images to catalogues of 150, 1,050 and 10,050 images takes 0.85,
+0.88 and 0.73 s (the CSV's append 0.1-0.2 s of it); the store holds 0.7, 2.7 and 23 MB in
+371-721 objects; ``xr.open_zarr`` takes 0.08 s at each size.
 
 Exactly once: the lock makes commits one at a time, and each commit first rereads the index
 (``path``, ``size``, ``mtime``, ``status``) when another process committed since; a path already
