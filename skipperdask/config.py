@@ -36,8 +36,13 @@ BASELINES = ("none", "row-median")
 
 
 def settings():
-    """The ``skipperdask`` section of ``dask.config`` as it is now: setting name -> value."""
-    return dict(dask.config.get("skipperdask"))
+    """The ``skipperdask`` section of ``dask.config`` as it is now: setting name -> value.
+
+    Names are given with hyphens whatever their spelling: an environment variable
+    (``DASK_SKIPPERDASK__DASHBOARD_ADDRESS``) spells them with underscores, and dask keeps the
+    defaults under that spelling when it came first."""
+    return {name.replace("_", "-"): value
+            for name, value in dask.config.get("skipperdask").items()}
 
 
 class _FromSettings:
@@ -76,6 +81,8 @@ class Options(_FromSettings):
     mask_seed_electrons: int
     mask_halo: int
     mask_hot_threshold: float
+    exposure_keywords: tuple
+    acquisition_keywords: tuple
     header_variables: int
 
     def __post_init__(self):
@@ -87,6 +94,12 @@ class Options(_FromSettings):
             value = getattr(self, name)
             if isinstance(value, str):  # "64MiB": frozen, so through object.__setattr__
                 object.__setattr__(self, name, parse_bytes(value))
+        for name in ("exposure_keywords", "acquisition_keywords"):  # hashable, from YAML lists
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if len(self.acquisition_keywords) != 2:
+            raise BadOptionError("acquisition-keywords must be two header keywords (start, "
+                                 f"end), not {list(self.acquisition_keywords)}")
 
 
 

@@ -6,7 +6,9 @@ them and the command line maps each kind to its exit status in one place
 - :class:`BadOptionError`: an option or setting that cannot be used (also a ``ValueError``);
 - :class:`OutputExistsError`: an output that would be overwritten without being asked to
   (a bad option too, and a ``FileExistsError``);
-- :class:`CatalogueError`: a catalogue cannot be read or written.
+- :class:`CatalogueError`: a catalogue cannot be read or written;
+- :class:`Interrupted`: a campaign stopped by Ctrl-C (a ``KeyboardInterrupt``, not a
+  ``SkipperError``: catching every skipperdask error never swallows Ctrl-C).
 """
 
 
@@ -45,3 +47,8 @@ class OutputExistsError(BadOptionError, FileExistsError):
 
 class CatalogueError(SkipperError):
     """A catalogue cannot be read or written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A campaign stopped by Ctrl-C after committing what it had finished; its message says
+    how many images are safe in which catalogue."""

@@ -1,6 +1,10 @@
 """The settings: their defaults against their schema, as distributed checks its own, and the
 options objects built from them at the edge."""
 
+import os
+import subprocess
+import sys
+
 import dask
 import jsonschema
 import pytest
@@ -53,3 +57,14 @@ def test_a_bad_option_is_a_bad_option_error():
         Options.from_config(polarity=2)
     with pytest.raises(BadOptionError, match="baseline"):
         Options.from_config().updated(baseline="row-mean")
+
+
+def test_a_setting_from_an_environment_variable_with_underscores(tmp_path):
+    """``DASK_SKIPPERDASK__DASHBOARD_ADDRESS`` (underscores, as environment variables are
+    written) made every command fail with KeyError: 'dashboard-address'."""
+    code = ("from skipperdask.config import ClusterOptions; "
+            "print(ClusterOptions.from_config().dashboard_address)")
+    environment = {**os.environ, "DASK_SKIPPERDASK__DASHBOARD_ADDRESS": "127.0.0.1:9999"}
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.stdout.strip() == "127.0.0.1:9999", result.stderr

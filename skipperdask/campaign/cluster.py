@@ -16,7 +16,11 @@ every interface, which exposes the cluster to the network.
 """
 
 import contextlib
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 
 import dask.config
 from distributed import Client, LocalCluster
@@ -84,6 +88,9 @@ def connect(
     options = (options or ClusterOptions.from_config()).updated(
         threads_per_worker=threads_per_worker, memory_limit=memory_limit, host=host,
         dashboard_address=dashboard_address)
+    # ":0" or "8787" names no host: distributed would listen on every interface
+    options = options.updated(dashboard_address=on_host(options.dashboard_address,
+                                                        options.host or "127.0.0.1"))
     address = address or (None if scheduler_file else _address_from_environment())
     if address is not None or scheduler_file is not None:
         # a running cluster: closing the client leaves it running for its other users
@@ -92,22 +99,85 @@ def connect(
             yield client
         return
 
+    _refuse_in_a_starting_worker()
     if slurm:
         cluster = _slurm_cluster(options, workers, threads_per_worker, memory_limit, host,
                                  dashboard_address)
     else:
-        with dask.config.set(worker_allocator_environment(options)):
-            cluster = LocalCluster(
-                n_workers=workers if workers is not None else options.workers,
-                threads_per_worker=options.threads_per_worker,
-                memory_limit=options.memory_limit,
-                processes=True,
-                host=options.host,
-                dashboard_address=options.dashboard_address,
-            )
+        with dask.config.set(worker_allocator_environment(options)), sigint_ignored():
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers if workers is not None else options.workers,
+                    threads_per_worker=options.threads_per_worker,
+                    memory_limit=options.memory_limit,
+                    processes=True,
+                    host=options.host,
+                    dashboard_address=options.dashboard_address,
+                )
+            except RuntimeError:
+                if _script_without_main_guard():
+                    raise BadOptionError(MAIN_GUARD) from None  # the reason, not the trace
+                raise
     with cluster, Client(cluster) as client:
         client.register_plugin(SingleThreadedBLAS())
         yield client
+
+
+def on_host(address, host):
+    """A listening address with ``host`` added when it names none (``":0"``, ``"8787"``):
+    nothing listens beyond the host the cluster was given (127.0.0.1 by default) unless a
+    host is named explicitly."""
+    if address is None:
+        return None
+    address = str(address).strip()
+    if "://" in address:
+        return address
+    name, _, port = address.rpartition(":")
+    if not name:
+        return f"{host}:{port or address}"
+    return address
+
+
+MAIN_GUARD = (
+    "the local cluster's workers could not start because this script starts a campaign when "
+    "it is imported: each worker process imports the script again. Put the call under "
+    "`if __name__ == \"__main__\":` (see the README's Python example)"
+)
+
+
+def _script_without_main_guard():
+    """Whether ``__main__`` is a script that a worker process would run again on import."""
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is not None and not hasattr(sys, "ps1")
+
+
+def _refuse_in_a_starting_worker():
+    """A worker process importing a script with no main guard would start a cluster of its
+    own: end it with one line instead of a traceback per worker."""
+    # set while a spawned process imports its parent's script (multiprocessing's own check)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"skipperdask: {MAIN_GUARD}")
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """Ctrl-C (SIGINT) ignored inside the block, in the main thread only (elsewhere Python
+    cannot change a signal's handler).
+
+    Processes started inside inherit the ignored signal: :func:`connect` starts the local
+    workers so, since a terminal's Ctrl-C reaches every process of the foreground group and
+    would kill them with tracebacks, their nannies restarting them while the client commits
+    and closes. :func:`~skipperdask.campaign.process` ignores a second Ctrl-C so while it
+    commits after the first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _allocator_settings(options):

@@ -12,7 +12,15 @@ The seed's rules, kept so that its users' command lines select the same files:
 - a pattern may carry a directory part (``run3/Img_.*``, ``/data/run*/Img_[0-9]+.fits``), relative
   to the processed directory; wildcards in that part select directories;
 - ``-r`` applies the name patterns in every subdirectory too;
-- the result is absolute paths, each file once, sorted naturally (``Img_2`` before ``Img_10``).
+- the result is absolute paths, each file once, sorted naturally (``Img_2`` before ``Img_10``);
+  a file is identified by its resolved real path, so that a symlinked directory or a ``./``
+  prefix does not select it twice.
+
+Entries that match but cannot be images (a directory named ``Img_5.fits``, a broken or
+looping symbolic link, a FIFO or device, an unreadable entry) and a ``-f`` pattern that
+matches nothing are never opened: :func:`find_files` returns them as :class:`Rejected`, one
+problem each, so that a run reports them and goes on. A ``directory`` that does not exist
+or is a file is a :class:`~skipperdask.errors.BadOptionError` at once.
 
 The seed writes its table (default ``img_preproc_out.txt``) in the processed directory, so with
 ``-r`` each directory gets its own table unless ``-o`` is absolute: :func:`tables_for` groups the
@@ -23,8 +31,11 @@ import fnmatch
 import glob
 import os
 import re
+import stat
+from typing import NamedTuple
 
 from ..catalogue import natural_key
+from ..errors import BadOptionError
 
 DEFAULT_PATTERN = r"Img_[0-9]+.fits"
 DEFAULT_OUTPUT = "img_preproc_out.txt"
@@ -39,6 +50,23 @@ def _name_matches(pattern, name):
         return False
 
 
+class Rejected(NamedTuple):
+    """A selected entry that is not processed, or a pattern that selects nothing."""
+
+    path: str
+    problem: str
+
+    def __str__(self):
+        return f"{self.path}: {self.problem}"
+
+
+class Selection(NamedTuple):
+    """What :func:`find_files` found: the files to process and the entries rejected."""
+
+    paths: list
+    rejected: list
+
+
 def _search_dirs(directory, dir_part, recursive):
     """The directories whose files a pattern's name part is matched against."""
     base = os.path.join(directory, dir_part)  # an absolute dir_part stays as it is
@@ -49,9 +77,99 @@ def _search_dirs(directory, dir_part, recursive):
         if not recursive:
             yield top
             continue
-        for root, subdirs, _ in os.walk(top):
+        # onerror: an unreadable subdirectory is left out, never the end of the selection
+        for root, subdirs, _ in os.walk(top, onerror=lambda error: None):
             subdirs.sort(key=natural_key)
             yield root
+
+
+def entry_problem(path):
+    """Why an entry cannot be an image file, in a few words, or None for a regular file.
+
+    Never opens the entry (a FIFO would block): it is only ``stat``-ed.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if os.path.islink(path):
+            if error.errno == 40:  # ELOOP
+                return "looping symbolic link (too many levels of symbolic links)"
+            return f"broken symbolic link (to {os.readlink(path)})"
+        return f"cannot be read ({error.strerror})"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(info.st_mode):
+        return "is a FIFO (named pipe), not a file"
+    if stat.S_ISSOCK(info.st_mode):
+        return "is a socket, not a file"
+    return "is a device, not a file"
+
+
+def _looks_like_a_name(pattern):
+    """Whether a pattern reads as one file's name rather than a regex or a wildcard."""
+    return re.fullmatch(r"[\w.+-]+", pattern) is not None
+
+
+def find_files(patterns=None, directory=".", recursive=False):
+    """The files a run processes, by the seed's rules, and what was rejected.
+
+    Parameters are those of :func:`select_files`.
+
+    Returns
+    -------
+    Selection
+        ``paths``: resolved absolute paths of regular files, each once, sorted naturally;
+        ``rejected``: a :class:`Rejected` for every matching entry that is not a regular
+        file and for every pattern that matches nothing.
+
+    Raises
+    ------
+    BadOptionError
+        ``directory`` does not exist or is not a directory.
+    """
+    if patterns is None:
+        patterns = [DEFAULT_PATTERN]
+    elif isinstance(patterns, str | os.PathLike):
+        patterns = [patterns]
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        problem = "is a file, not a directory" if os.path.exists(directory) else "no such directory"
+        raise BadOptionError(f"{os.path.abspath(directory)}: {problem}")
+    found, rejected = set(), {}
+    for pattern in map(os.fspath, patterns):
+        dir_part, name_part = os.path.split(pattern)
+        matched = False
+        for folder in _search_dirs(directory, dir_part, recursive):
+            named = os.path.join(folder, name_part)
+            if name_part and os.path.isfile(named):
+                found.add(os.path.realpath(named))
+                matched = True
+                continue
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as error:
+                rejected[folder] = f"cannot be listed ({error.strerror})"
+                continue
+            for entry in entries:
+                if not _name_matches(name_part, entry.name):
+                    continue
+                matched = True
+                problem = entry_problem(entry.path)
+                if problem is None:
+                    found.add(os.path.realpath(entry.path))
+                else:
+                    rejected.setdefault(os.path.abspath(entry.path), problem)
+        if not matched:
+            where = os.path.abspath(os.path.join(directory, dir_part))
+            if _looks_like_a_name(name_part):
+                rejected[os.path.join(where, name_part)] = "no such file"
+            else:
+                rejected[os.path.join(where, name_part)] = "the pattern matches no file"
+    return Selection(sorted(found, key=natural_key),
+                     [Rejected(path, problem) for path, problem
+                      in sorted(rejected.items(), key=lambda item: natural_key(item[0]))])
 
 
 def select_files(patterns=None, directory=".", recursive=False):
@@ -70,25 +188,10 @@ def select_files(patterns=None, directory=".", recursive=False):
     Returns
     -------
     list of str
-        Absolute paths of regular files, each once, sorted naturally.
+        Resolved absolute paths of regular files, each once, sorted naturally (the rejected
+        entries of :func:`find_files` left out).
     """
-    if patterns is None:
-        patterns = [DEFAULT_PATTERN]
-    elif isinstance(patterns, str | os.PathLike):
-        patterns = [patterns]
-    directory = os.fspath(directory)
-    found = set()
-    for pattern in map(os.fspath, patterns):
-        dir_part, name_part = os.path.split(pattern)
-        for folder in _search_dirs(directory, dir_part, recursive):
-            named = os.path.join(folder, name_part)
-            if name_part and os.path.isfile(named):
-                found.add(os.path.abspath(named))
-                continue
-            for entry in os.scandir(folder):
-                if entry.is_file() and _name_matches(name_part, entry.name):
-                    found.add(os.path.abspath(entry.path))
-    return sorted(found, key=natural_key)
+    return find_files(patterns, directory, recursive).paths
 
 
 def seed_table_path(directory, output=DEFAULT_OUTPUT):
@@ -143,7 +246,7 @@ def files_to_process(paths, catalogue, reprocess=False):
     todo, skipped = [], []
     seen = set()
     for path in paths:
-        path = os.path.abspath(path)
+        path = os.path.realpath(path)
         if path in seen:
             continue
         seen.add(path)

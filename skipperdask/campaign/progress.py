@@ -2,18 +2,20 @@
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Summary:
-    """How a campaign went."""
+    """How a campaign went; ``errors`` holds the message of each file that failed (it names
+    the file)."""
 
     ok: int = 0
     failed: int = 0
     skipped: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    errors: list = field(default_factory=list)
 
     @property
     def gbps(self):

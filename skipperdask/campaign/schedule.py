@@ -15,16 +15,19 @@ entry holding its error.
 
 import contextlib
 import dataclasses
+import errno
 import os
 import time
 import uuid
 from collections import deque
 
-from distributed import as_completed
+from distributed import LocalCluster, as_completed
 
 from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
+from ..errors import CatalogueError, Interrupted
+from .cluster import sigint_ignored
 from .files import files_to_process
 from .progress import Progress, Summary
 from .task import Measured, Split, failed_record, file_task, fit_task, split_statistics
@@ -71,7 +74,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     store = Catalogue(catalogue, header_variables=options.header_variables)
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
-    with contextlib.ExitStack() as stack:
+    interrupted = False
+    with contextlib.ExitStack() as guard, contextlib.ExitStack() as stack:
         if client is None:
             from .cluster import connect
 
@@ -80,12 +84,25 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             client.register_plugin(SingleThreadedBLAS())
         writer = CatalogueWriter(store, dataclasses.asdict(options),
                                  csv or _default_csv(catalogue), seed_tables, commit_seconds)
-        stack.callback(writer.close)  # commits what is left, even when the run fails
+        stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
         bar = Progress(len(todo), enabled=progress)
-        _Campaign(client, options, todo, window).run(writer, summary, bar)
+        campaign = _Campaign(client, options, todo, window)
+        try:
+            campaign.run(writer, summary, bar)
+        except KeyboardInterrupt:
+            campaign.stop()
+            interrupted = True
+        finally:
+            # the last commit and the cluster's close run to their end: a Ctrl-C now (a
+            # second one, or one as the run ends) would lose finished images
+            guard.enter_context(sigint_ignored())
     bar.close(summary)
+    if interrupted:
+        raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
+                          f"{os.path.abspath(store.path)}; run again to resume")
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
+    dataset.attrs["errors"] = list(summary.errors)
     return dataset
 
 
@@ -131,6 +148,7 @@ class _Campaign:
                         summary.bytes += record.size
                     else:
                         summary.failed += 1
+                        summary.errors.append(record.error)
                     if path not in self.last:  # the last files came on top of the window
                         self._submit_next()
                 case Split() if path in self.last:
@@ -142,6 +160,16 @@ class _Campaign:
             summary.seconds = time.perf_counter() - start
             bar.update(summary)
         summary.seconds = time.perf_counter() - start
+
+    def stop(self):
+        """Submit nothing more (a Ctrl-C). The files in flight end with the cluster; the
+        workers of a local cluster, whose logs share this terminal, are silenced first: each
+        would log its cancelled task and its lost scheduler while the cluster closes."""
+        self.queue.clear()
+        self.waiting.clear()
+        if isinstance(getattr(self.client, "cluster", None), LocalCluster):
+            with contextlib.suppress(Exception):
+                self.client.run(_silence_distributed_logs)
 
     def _submit(self, path, stage, function, *args):
         # a fresh key per run, so a rerun recomputes instead of reusing a cached result
@@ -175,6 +203,26 @@ def _is_error(result):
 
 def _error_of(result):
     return result[1] if isinstance(result, tuple) else result
+
+
+def _silence_distributed_logs():
+    """On a worker about to be closed: no more log lines from distributed."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
+def _disk_full_named(close, path):
+    """``close()``, a full disk said in one line naming the catalogue."""
+    try:
+        close()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CatalogueError(
+            f"{os.path.abspath(path)}: {error.strerror} while committing; the catalogue keeps "
+            "its last committed version: free some space (or give another --catalogue) and "
+            "run again to resume") from error
 
 
 def _default_csv(catalogue):

@@ -17,6 +17,7 @@ large for one worker or among the last of a campaign, hands its layout back
 spread over the workers and :func:`fit_task` combines them and fits.
 """
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -65,19 +66,20 @@ def file_task(path, options, whole=True):
     try:
         layout = scan_file(path, polarity=options.polarity)
         nrows = layout.shape[1]  # one (amp, row, col, skip) array, as open_image requires
-    except BadFileError as error:
-        return Measured(failed_record(path, error))
-    large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
-    statistics_bytes = sum(a.nrows * a.ncols for a in layout.amps) * STATISTICS_BYTES_PER_PIXEL
-    if large and not (whole and statistics_bytes <= options.whole_file_memory):
-        return Split(layout)
-    # one chunk of every row: the rows are read block by block inside it, in this thread
-    chunks = file_row_chunks(layout, _plan(layout, options), nrows)
-    from ..metrics import combined  # here: the client that submits this task never fits
+        large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
+        statistics_bytes = (sum(a.nrows * a.ncols for a in layout.amps)
+                            * STATISTICS_BYTES_PER_PIXEL)
+        if large and not (whole and statistics_bytes <= options.whole_file_memory):
+            return Split(layout)
+        # one chunk of every row: the rows are read block by block inside it, in this thread
+        chunks = file_row_chunks(layout, _plan(layout, options), nrows)
+        from ..metrics import combined  # here: the client that submits this task never fits
 
-    with kept_open(layout.path):  # compressed HDUs: their headers parsed once
-        statistics = combined(chunks, scheduler="sync")
-    metrics = _measure(layout, statistics, options)
+        with kept_open(layout.path):  # compressed HDUs: their headers parsed once
+            statistics = combined(chunks, scheduler="sync")
+        metrics = _measure(layout, statistics, options)
+    except BadFileError as error:  # a corrupt tile, no finite value: found while reading
+        return Measured(failed_record(path, error))
     return Measured(file_record(layout, metrics, time.perf_counter() - start))
 
 
@@ -92,15 +94,33 @@ def split_statistics(layout, options):
         One list per amplifier; each chunk's ``function(*args)`` is one task.
     """
     rows = default_chunks(layout, options.chunk_bytes)["row"]
-    return file_row_chunks(layout, _plan(layout, options), rows)
+    return [[dataclasses.replace(chunk, function=_guarded, args=(chunk.function, *chunk.args))
+             for chunk in chunks]
+            for chunks in file_row_chunks(layout, _plan(layout, options), rows)]
+
+
+def _guarded(function, *args):
+    """``function(*args)``, or the :class:`BadFileError` it raised: a bad file's expected
+    failure travels as a value to :func:`fit_task`, leaving no traceback in worker logs."""
+    try:
+        return function(*args)
+    except BadFileError as error:
+        return error
 
 
 def fit_task(layout, options, parts_per_amp, started):
     """Combine the row chunks of every amplifier of a file and fit: the file's
     :class:`Measured` record (``started``: :func:`time.time` when it was split)."""
-    statistics = [ImageStatistics.combine(parts) for parts in parts_per_amp]
-    return Measured(file_record(layout, _measure(layout, statistics, options),
-                                time.time() - started))
+    errors = [part for parts in parts_per_amp for part in parts
+              if isinstance(part, BadFileError)]
+    try:
+        if errors:
+            raise errors[0]
+        statistics = [ImageStatistics.combine(parts) for parts in parts_per_amp]
+        metrics = _measure(layout, statistics, options)
+    except BadFileError as error:
+        return Measured(failed_record(layout.path, error))
+    return Measured(file_record(layout, metrics, time.time() - started))
 
 
 def _plan(layout, options):
@@ -111,7 +131,8 @@ def _measure(layout, statistics, options):
     from ..metrics import measure
 
     return measure(statistics, options, polarity_source=layout.polarity_source,
-                   amp_names=[a.name for a in layout.amps], path=layout.path)
+                   amp_names=[a.name for a in layout.amps], path=layout.path,
+                   header=layout.primary_header)
 
 
 def file_record(layout, metrics, elapsed):

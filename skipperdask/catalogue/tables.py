@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..io.layout import SAMPLE_KEYWORDS
 from .records import IMAGE_VARIABLES, fill_value, storage_dtype
 
 #: the seed's columns, in its order (the original image_preproc.py's table)
@@ -23,6 +24,31 @@ SEED_COLUMNS = (
 #: seed columns printed as ``value +/- error``
 SEED_WITH_ERRORS = frozenset({"dSdskip", "skNoise", "darkCurrent", "aduConversion"})
 
+#: the unit of each column, on the table's second line (``-`` under the file name, so that the
+#: original tool's readers, which skip a line whose first token is all dashes, skip it too)
+SEED_UNITS = {
+    "filename": "-", "nskips": "samples", "aveImgS": "nats", "dSdskip": "mnats/sample",
+    "imgNoise": "ADU", "skNoise": "ADU", "tailRatio": "1", "darkCurrent": "e-/pixel",
+    "aduConversion": "ADU/e-", "amp": "",
+}
+
+
+def value_with_error(value, error):
+    """``value +/- error`` with the error to two significant digits and the value to the
+    same decimal place (``1.354 +/- 0.00050``, ``123 +/- 45``, ``12300 +/- 4500``); the value
+    to 4 significant digits when the error is missing (``-1``) or zero."""
+    if _missing(value):
+        return "-1 +/- -1"
+    value = float(value)
+    if _missing(error) or not np.isfinite(error) or error <= 0 or not np.isfinite(value):
+        return f"{value:.4g} +/- " + ("-1" if _missing(error) else f"{float(error):.2g}")
+    error = float(f"{float(error):.2g}")  # two significant digits, rounded as printed
+    decimals = 1 - int(np.floor(np.log10(error)))
+    if decimals > 0:
+        return f"{value:.{decimals}f} +/- {error:.{decimals}f}"
+    step = 10.0 ** -decimals
+    return f"{round(value / step) * step:.0f} +/- {error:.0f}"
+
 
 
 class _Cells:
@@ -32,6 +58,8 @@ class _Cells:
     def __init__(self, ds):
         self.values = {name: var.values for name, var in ds.variables.items()}
         self.per_amp = {name for name, var in ds.variables.items() if "amp" in var.dims}
+        self.keywords = {var.attrs["header_keyword"]: name for name, var in ds.variables.items()
+                         if "header_keyword" in var.attrs}
 
     def rows(self, paths=None):
         """(image index, amp index or None) of every row: the amplifiers an image has, or one
@@ -64,16 +92,29 @@ def _missing(x):
     return x is None or (isinstance(x, float | np.floating) and np.isnan(x))
 
 
+def _header_samples(cells, i, a):
+    """The samples per pixel the header gives (an averaged file keeps the nominal count), or
+    None."""
+    for keyword in SAMPLE_KEYWORDS:
+        name = cells.keywords.get(keyword)
+        if name is not None:
+            number = cells(name, i, a)
+            if not _missing(number) and number >= 1:
+                return int(number)
+    return None
+
+
 def _seed_cell(cells, name, i, a):
     value = cells(name, i, a)
     if name == "nskips":
-        return "-1" if value is None or value < 0 else str(int(value))
+        if value is None or value < 0:
+            return "-1"
+        if value == 1:  # an averaged file: the original tool's column is the header's count
+            value = _header_samples(cells, i, a) or value
+        return str(int(value))
     if name not in SEED_WITH_ERRORS:
         return "-1" if _missing(value) else f"{value:.4g}"
-    if _missing(value):
-        return "-1 +/- -1"
-    err = cells(f"{name}_err", i, a)
-    return f"{value:.2g} +/- " + ("-1" if _missing(err) else f"{err:.2g}")
+    return value_with_error(value, cells(f"{name}_err", i, a))
 
 
 def format_seed_table(ds, paths=None):
@@ -83,7 +124,10 @@ def format_seed_table(ds, paths=None):
     separated by two spaces, each column at least its header's width + 2, numbers right-aligned,
     text left-aligned. Columns ``filename nskips aveImgS dSdskip imgNoise skNoise tailRatio
     darkCurrent aduConversion``; the file's full path comes first (the seed's readers take the
-    first token); plain numbers ``%.4g``; fitted values ``value +/- error`` (``%.2g`` each);
+    first token); a units line under the header (``-`` under the file name, which the seed's
+    readers skip as they skip the dashes line); plain numbers ``%.4g``; fitted values
+    ``value +/- error``, the error to two significant digits and the value to the same
+    decimal place (:func:`value_with_error`: ``%.2g`` made gains 1.354 and 1.402 both ``1.4``);
     ``-1`` (``-1 +/- -1``) where missing, and for every value of a failed file. One row per
     image × amplifier; when any file of the table has more than one amplifier, a trailing
     ``amp`` column names it (empty for a failed file whose amplifiers are unknown), so that
@@ -116,8 +160,11 @@ def format_seed_table(ds, paths=None):
             line.append("" if a is None else str(amp_names[a]))
         table.append(line)
     right = [name not in SEED_WITH_ERRORS and name not in ("filename", "amp") for name in columns]
+    units = [f"[{SEED_UNITS[name]}]" if SEED_UNITS[name] not in ("-", "") else SEED_UNITS[name]
+             for name in columns]
     widths = [
-        max([len(name) + 2, *(len(line[k]) for line in table)]) for k, name in enumerate(columns)
+        max([len(name) + 2, len(units[k]), *(len(line[k]) for line in table)])
+        for k, name in enumerate(columns)
     ]
 
     def join(line):
@@ -126,7 +173,7 @@ def format_seed_table(ds, paths=None):
             for cell, w, r in zip(line, widths, right, strict=True)
         )
 
-    lines = [join(columns), "  ".join("-" * w for w in widths), *map(join, table)]
+    lines = [join(columns), join(units), "  ".join("-" * w for w in widths), *map(join, table)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,9 @@
-"""``skipperdask run``: the seed's command line, many files' metrics into a catalogue
+"""``skipperdask run``: the original tool's command line, many files' metrics into a catalogue
 (:func:`skipperdask.process`)."""
 
+import glob
 import os
+import sys
 
 from ..errors import SkipperError
 from .arguments import add_cluster_options, add_metric_options, connect, print_dashboard
@@ -11,17 +13,19 @@ def add_parser(subparsers):
     """The ``run`` sub-command and its options."""
     parser = subparsers.add_parser(
         "run",
-        help="compute the metrics of many files into a catalogue (the seed's command line)",
+        help="compute the metrics of many files into a catalogue (the command line of "
+        "damicm-image-preproc)",
         description="Compute the quality metrics of skipper-CCD FITS files on a Dask cluster "
-        "into a Zarr catalogue, a CSV table and the seed's text table. Files already in the "
-        "catalogue are skipped unless they changed or -a is given.",
+        "into a Zarr catalogue, a CSV table and the text table of DAMIC-M's original tool "
+        "(damicm-image-preproc). Files already in the catalogue are skipped unless they "
+        "changed or -a is given.",
     )
     parser.add_argument("-f", "--filenames", nargs="+", metavar="PATTERN",
                         help="file names, shell wildcards or regular expressions matched against "
                         "the names in the directory (default: Img_[0-9]+.fits)")
     parser.add_argument("-o", "--output", default=None, metavar="FILE",
-                        help="the seed's text table, written in the processed directory unless "
-                        "absolute (default: img_preproc_out.txt)")
+                        help="the original tool's text table, written in the processed "
+                        "directory unless absolute (default: img_preproc_out.txt)")
     parser.add_argument("-d", "--directory", default=".", metavar="DIR",
                         help="directory of the files (default: the current directory)")
     parser.add_argument("-a", "--all", action="store_true",
@@ -42,15 +46,19 @@ def add_parser(subparsers):
 
 def run(args):
     """Process the selected files into the catalogue; print the summary (and the table)."""
-    from ..campaign import process, select_files, tables_for
-    from ..catalogue import Catalogue
+    from ..campaign import process, tables_for
+    from ..campaign.files import DEFAULT_PATTERN, find_files
+    from ..catalogue import Catalogue, natural_key
     from ..config import Options, settings
 
     output = args.output or settings()["output"]
-    paths = select_files(args.filenames, args.directory, args.recursive)
+    paths, rejected = find_files(args.filenames, args.directory, args.recursive)
+    for entry in rejected:
+        print(f"warning: {entry}", file=sys.stderr, flush=True)
     if not paths:
-        raise SkipperError(f"no file matches {args.filenames or 'Img_[0-9]+.fits'} in "
-                           f"{os.path.abspath(args.directory)}")
+        raise SkipperError(f"no file matches {' '.join(args.filenames or [DEFAULT_PATTERN])} "
+                           f"in {os.path.abspath(args.directory)}"
+                           f"{_pattern_hint(args)}")
     tables = tables_for(paths, output)
     if args.catalogue:
         catalogue = args.catalogue
@@ -65,7 +73,23 @@ def run(args):
         dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
                           seed_tables=None if args.print else tables,
                           progress=False if args.no_progress else None)
-    print(dataset.attrs["summary"], flush=True)
+    summary = dataset.attrs["summary"]
+    if rejected:
+        summary += f", {len(rejected)} not processed (warnings above)"
+    print(summary, flush=True)
+    for error in sorted(dataset.attrs.get("errors", []), key=natural_key):
+        print(f"failed: {error}", file=sys.stderr, flush=True)
     if args.print:
         print(Catalogue(catalogue).format_seed_table(paths), end="")  # it ends with a newline
     return 0
+
+
+def _pattern_hint(args):
+    """A hint when the default pattern finds nothing but compressed images are there."""
+    if args.filenames:
+        return ""
+    compressed = glob.glob(os.path.join(glob.escape(args.directory), "*.fz"))
+    if not compressed:
+        return ""
+    return (f" (the default pattern does not match .fz files; there are {len(compressed)}: "
+            "try -f '*.fz')")

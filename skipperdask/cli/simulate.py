@@ -60,6 +60,11 @@ def add_parser(subparsers):
         default=None,
         help="tile-compressed HDUs (.fits.fz, lossless)",
     )
+    parser.add_argument(
+        "--noise-ramp", metavar="FRACTION", type=float, default=None,
+        help="the read noise rises by this fraction over the campaign (default: 0 when --noise "
+        "is given, so that every image has that noise, else 0.2)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.set_defaults(handler=run, truth_fields=[o[1] for o in truth_options])
@@ -74,10 +79,14 @@ def run(args):
         for field in [*args.truth_fields, "averaged", "compressed"]
         if getattr(args, field) is not None
     }
+    ramp = args.noise_ramp
+    if ramp is None:  # --noise 3 means noise 3 on every image
+        ramp = 0.0 if args.read_noise is not None else 0.2
     paths = simulate_campaign(
         args.directory,
         args.images,
         seed=args.seed,
+        noise_ramp=ramp,
         n_averaged=args.n_averaged,
         overwrite=args.overwrite,
         **overrides,

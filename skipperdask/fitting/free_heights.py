@@ -79,5 +79,5 @@ def refit_with_free_heights(poisson, acceptance, max_lambda):
     lam_err = lam * np.sqrt(cov[4, 4] / a0**2 + cov[5, 5] / a1**2 - 2 * cov[4, 5] / (a0 * a1))
     result = GaussPoissonFit(x0, sigma, gain, lam, fit.params[4:].sum(), *errors[:3], lam_err,
                              test.chi2_reduced, test.ndof, "free-heights", poisson.edges,
-                             poisson.counts, {})
+                             poisson.counts, {}, heights=tuple(map(float, fit.params)))
     return check_resolution(result)

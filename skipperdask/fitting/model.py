@@ -56,6 +56,9 @@ class GaussPoissonFit:
     counts: np.ndarray = field(repr=False)
     reasons: dict = field(default_factory=dict)
     estimate: tuple = (np.nan, np.nan, np.nan, np.nan)
+    #: the free-heights model's parameters (x0, σ, g, v, a_0, …, a_K) when ``method`` is
+    #: "free-heights": the curve its numbers come from (:func:`.engine.free_heights_model`)
+    heights: tuple = field(default=(), repr=False)
 
     @property
     def params(self):

@@ -13,6 +13,7 @@ names the file and the problem. Files are only ever opened read-only.
 import dataclasses
 import os
 import warnings
+from stat import S_ISDIR, S_ISREG
 
 import numpy as np
 from astropy.io import fits
@@ -238,6 +239,10 @@ def scan_file(path, *, polarity=None):
         stat = os.stat(path)
     except OSError as error:
         raise BadFileError(path, f"cannot be read: {error.strerror}") from error
+    if not S_ISREG(stat.st_mode):  # a FIFO would block the open; a directory is no image
+        kind = "a directory" if S_ISDIR(stat.st_mode) else "not a regular file (FIFO or device)"
+        raise BadFileError(path, f"is {kind}")
+    _refuse_whole_file_compression(path)
     # astropy reports truncated or damaged files with warnings: catch them and say what is wrong
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -257,7 +262,8 @@ def scan_file(path, *, polarity=None):
                     and hdu.header.get("NAXIS", 0) > 0
                 ]
         except (OSError, ValueError, fits.VerifyError) as error:
-            raise BadFileError(path, f"not a FITS file, or a damaged one ({error})") from error
+            raise BadFileError(path, "not a FITS file, or a damaged one "
+                               f"({_astropy_message(error)})") from error
     # astropy stops at a header it cannot read, and only warns about it and about missing data
     damaged = _complaint(caught, "Error validating header", "END card")
     if damaged:
@@ -265,6 +271,7 @@ def scan_file(path, *, polarity=None):
     if not images:
         raise BadFileError(path, "no image data: no HDU holds a 2-D image")
     amps = tuple(_amp_layout(path, primary_header, stat.st_size, *image) for image in images)
+    _refuse_duplicate_names(path, amps)
     truncated = _complaint(caught, "truncated")  # compressed data, or the last padding
     if truncated:
         raise BadFileError(path, f"truncated file ({truncated})")
@@ -289,6 +296,9 @@ def _amp_layout(path, primary_header, file_size, index, extname, header, data_of
             path, f"HDU {index} holds {naxis}-D data ({shape}): only 2-D images are supported"
         )
     nrows, naxis1 = header["NAXIS2"], header["NAXIS1"]
+    if not (nrows > 0 and naxis1 > 0):
+        raise BadFileError(path, f"HDU {index} is an empty image (NAXIS1={naxis1}, "
+                           f"NAXIS2={nrows})")
     keyword, nskips = _samples_per_pixel(path, index, header, primary_header)
     ncol = _integer_or_none(header.get("NCOL", primary_header.get("NCOL")))
     if averaged_by(path, primary_header) or (ncol == naxis1 and nskips > 1):
@@ -300,7 +310,10 @@ def _amp_layout(path, primary_header, file_size, index, extname, header, data_of
     if bitpix not in _STORED_DTYPES:
         raise BadFileError(path, f"HDU {index}: BITPIX={bitpix} is not a FITS image type")
     stored = np.dtype(_STORED_DTYPES[bitpix])
-    bscale, bzero = float(header.get("BSCALE", 1)), float(header.get("BZERO", 0))
+    bscale = _scaling(path, index, header, "BSCALE", 1)
+    bzero = _scaling(path, index, header, "BZERO", 0)
+    if bscale == 0:
+        raise BadFileError(path, f"HDU {index}: BSCALE=0 would make every value BZERO")
     amp = AmpLayout(
         path=path,
         hdu=index,
@@ -334,8 +347,8 @@ def _samples_per_pixel(path, index, header, primary_header):
         for keyword in SAMPLE_KEYWORDS:
             if keyword in source:
                 value = source[keyword]
-                try:
-                    number = float(value)
+                try:  # a logical (NDCMS = T) is no count, though bool is an int in Python
+                    number = float("nan") if isinstance(value, bool) else float(value)
                 except (TypeError, ValueError):
                     number = float("nan")
                 if not (number.is_integer() and number >= 1):
@@ -346,6 +359,54 @@ def _samples_per_pixel(path, index, header, primary_header):
                     )
                 return keyword, int(number)
     return None, 1
+
+
+def _scaling(path, index, header, keyword, default):
+    """A finite number from BSCALE or BZERO, else a BadFileError naming it."""
+    value = header.get(keyword, default)
+    try:
+        number = float("nan") if isinstance(value, bool | str) else float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise BadFileError(path, f"HDU {index}: {keyword}={value!r} is not a number")
+    return number
+
+
+def _refuse_duplicate_names(path, amps):
+    """Two image HDUs with one EXTNAME would make one amplifier of two."""
+    seen = {}
+    for amp in amps:
+        if amp.name in seen:
+            raise BadFileError(path, f"HDUs {seen[amp.name]} and {amp.hdu} have the same "
+                               f"EXTNAME {amp.name!r}: the amplifiers cannot be told apart")
+        seen[amp.name] = amp.hdu
+
+
+_WHOLE_FILE_COMPRESSION = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"PK\x03\x04": "zip",
+                           b"\xfd7zXZ": "xz"}
+
+
+def _refuse_whole_file_compression(path):
+    """A gzip'ed (bzip2, zip, xz) FITS file: say so instead of "truncated file"."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError as error:
+        raise BadFileError(path, f"cannot be read: {error.strerror}") from error
+    for magic, kind in _WHOLE_FILE_COMPRESSION.items():
+        if start.startswith(magic):
+            raise BadFileError(path, f"a {kind}-compressed file: decompress it first (only "
+                               "tile-compressed FITS, fpack's .fz, is read directly)")
+
+
+def _astropy_message(error):
+    """astropy's message on one line, without its advice on its own arguments."""
+    message = " ".join(str(error).split())
+    for hint in (" If this is really", " If so, try", " try with ", " Try "):
+        if hint in message:
+            message = message[: message.index(hint)].rstrip(" ,;")
+    return message
 
 
 def _integer_or_none(value):

@@ -138,11 +138,13 @@ def _read_compressed_rows(amp, row_start, row_stop):
             return kept[amp.hdu].section[row_start:row_stop]
         with fits.open(amp.path, mode="readonly") as hdul:
             return hdul[amp.hdu].section[row_start:row_stop]
-    except (OSError, ValueError, TypeError, IndexError) as error:
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 (astropy's CfitsioException is no OSError)
         raise BadFileError(
             amp.path,
             f"HDU {amp.hdu} rows {row_start}:{row_stop} cannot be "
-            f"decompressed (truncated or corrupt file?): {error}",
+            f"decompressed (truncated or corrupt file?): {' '.join(str(error).split())}",
         ) from error
 
 

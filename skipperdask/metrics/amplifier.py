@@ -8,12 +8,13 @@ import numpy as np
 from ..statistics import ImageStatistics
 
 #: metrics with a one-sigma uncertainty ``<name>_err``
-WITH_ERROR = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution")
+WITH_ERROR = ("dSdskip", "skNoise", "darkCurrent", "aduConversion", "pedestal", "resolution",
+              "darkCurrentRate")
 #: metrics that can be missing, each with a ``<name>_reason`` variable
 REASONED = (
     "aveImgS", "dSdskip", "imgNoise", "skNoise", "darkCurrent", "aduConversion", "pedestal",
     "resolution", "fitChi2", "pixVar", "clustVar", "tailRatio", "maskedFraction", "clusters",
-    "hotColumns", "baselineDrift", "baselineCorrected",
+    "hotColumns", "baselineDrift", "baselineCorrected", "darkCurrentRate",
 )
 #: the float variables over ``amp``, in catalogue order
 METRICS = (
@@ -21,10 +22,12 @@ METRICS = (
     "darkCurrent_err", "aduConversion", "aduConversion_err", "pedestal", "pedestal_err",
     "resolution", "resolution_err", "fitChi2", "pixVar", "clustVar", "tailRatio",
     "maskedFraction", "clusters", "hotColumns", "baselineDrift", "baselineCorrected",
+    "darkCurrentRate", "darkCurrentRate_err",
 )
 UNITS = {
     "aveImgS": "nats", "dSdskip": "milli-nats per sample", "imgNoise": "ADU", "skNoise": "ADU",
-    "darkCurrent": "e-/pixel", "aduConversion": "ADU/e-", "pedestal": "ADU", "resolution": "e-",
+    "darkCurrent": "e-/pixel", "darkCurrentRate": "e-/pixel/day", "aduConversion": "ADU/e-",
+    "pedestal": "ADU", "resolution": "e-",
     "pixVar": "ADU^2", "clustVar": "ADU^2", "tailRatio": "1", "fitChi2": "1",
     "noise_vs_n": "ADU", "maskedFraction": "1", "clusters": "1", "hotColumns": "1",
     "baselineDrift": "ADU", "baselineCorrected": "1",

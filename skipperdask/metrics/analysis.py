@@ -9,7 +9,9 @@ import logging
 import numpy as np
 import xarray as xr
 
+from ..errors import BadFileError
 from .amplifier import METRICS, REASONED, UNITS, WITH_ERROR, AmpAnalysis, missing
+from .exposure import add_dark_current_rate
 from .measurements import average_image_fit, entropy_slope, variances
 from .noise import noise_against_samples, single_sample_noise
 from .peaks import FitSettings
@@ -77,7 +79,7 @@ def analyse(statistics, options, *, polarity_source="default"):
 
 
 
-def measure(statistics, options, *, polarity_source, amp_names, path):
+def measure(statistics, options, *, polarity_source, amp_names, path, header=None):
     """The metrics Dataset of one image from the statistics of its amplifiers: what
     :func:`image_metrics` and a campaign's tasks give. (Run it with BLAS on one thread:
     :func:`skipperdask.blas.single_threaded_blas`, or a worker's
@@ -93,15 +95,23 @@ def measure(statistics, options, *, polarity_source, amp_names, path):
     amp_names : list of str
     path : str
         The image's file, kept in the attributes with the baseline.
+    header : mapping, optional
+        The file's header: its exposure and readout times give ``darkCurrentRate``.
 
     Returns
     -------
     xarray.Dataset
         See :func:`image_metrics`.
     """
+    for name, stats in zip(amp_names, statistics, strict=True):
+        if not stats.average_values.counts.sum():
+            raise BadFileError(path, f"amplifier {name} has no finite value (all NaN or "
+                               "infinite): nothing to measure")
     analyses = [analyse(s, options, polarity_source=polarity_source) for s in statistics]
-    return metrics_dataset(analyses, amp_names,
-                           attrs={"path": path, "baseline": options.baseline})
+    dataset = metrics_dataset(analyses, amp_names,
+                              attrs={"path": path, "baseline": options.baseline})
+    add_dark_current_rate(dataset, header, options)
+    return dataset
 
 
 

@@ -143,4 +143,4 @@ def image_metrics(pixels, *, polarity=None, baseline=None, bin_width=None, rows_
     with single_threaded_blas():
         return measure(statistics, options, polarity_source=source,
                        amp_names=[str(a) for a in pixels["amp"].values],
-                       path=pixels.attrs.get("path", ""))
+                       path=pixels.attrs.get("path", ""), header=pixels.attrs)

@@ -21,6 +21,7 @@ from .campaign_figures import (
     distributions_figure,
     flagged_images,
     header_keywords,
+    keyword_unit,
     metric_figure,
     versus_figure,
 )
@@ -29,5 +30,5 @@ from .report import write_report
 
 __all__ = [
     "distributions_figure", "flagged_images", "header_keywords", "image_figure",
-    "inspect_image", "metric_figure", "versus_figure", "write_report",
+    "inspect_image", "keyword_unit", "metric_figure", "versus_figure", "write_report",
 ]

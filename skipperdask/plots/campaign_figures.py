@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import BadOptionError
-from .drawing import log_if_wide, say
+from .drawing import log_if_positive, log_if_wide, say
 
 #: axis labels of the metrics the report shows
 LABELS = {
@@ -29,6 +29,44 @@ FLAG_METRICS = ("skNoise", "aduConversion", "darkCurrent", "imgNoise", "tailRati
 NEED_SAMPLES = ("dSdskip", "pixVar", "clustVar")
 FLAG_COLOUR = "crimson"
 MARKERS = {"o": "circles", "s": "squares", "^": "triangles", "D": "diamonds"}
+
+
+def keyword_unit(ds, key):
+    """The unit of header keyword ``key`` as its comment gives it (``[V]``, ``(V)``, ``V``,
+    or the whole comment when short), read from the header of the first processed file that
+    still exists; None when none says.
+    """
+    import os
+
+    from astropy.io import fits
+
+    paths = [str(p) for p in ds["path"].values[ok_images(ds)]] if "path" in ds else []
+    for path in paths:
+        if not os.path.isfile(path):
+            continue
+        try:
+            with fits.open(path, mode="readonly", lazy_load_hdus=True) as hdul:
+                comments = [hdu.header.comments[key] for hdu in hdul if key in hdu.header]
+        except (OSError, ValueError):
+            continue
+        for comment in comments:
+            unit = _unit_of_comment(comment)
+            if unit:
+                return unit
+        return None
+    return None
+
+
+def _unit_of_comment(comment):
+    import re
+
+    comment = str(comment).strip()
+    bracketed = re.search(r"[\[(]([^\])]{1,12})[\])]", comment)
+    if bracketed:
+        return bracketed.group(1).strip()
+    if comment and len(comment) <= 12 and " " not in comment:
+        return comment
+    return comment[:40] or None
 
 
 def header_keywords(ds):
@@ -160,23 +198,28 @@ def metric_figure(ds, names, *, flags=None, limit=None, ylabel=None, title=None)
             say(ax, f"{name} is not in the catalogue")
             continue
         for a, amp in enumerate(ds["amp"].values):
-            keep = ok & _present(ds, amp)
-            values = ds[name].sel(amp=amp).values[keep]
-            error = ds[f"{name}_err"].sel(amp=amp).values[keep] if f"{name}_err" in ds else None
+            # in the order of x: files come in name order, lines must not run back in time
+            rows = np.flatnonzero(ok & _present(ds, amp))
+            rows = rows[np.argsort(x[rows], kind="stable")]
+            values = ds[name].sel(amp=amp).values[rows]
+            error = ds[f"{name}_err"].sel(amp=amp).values[rows] if f"{name}_err" in ds else None
             label = f"{name}, amplifier {amp}" if len(names) > 1 else f"amplifier {amp}"
             colour = f"C{a}"
-            ax.errorbar(x[keep], values, yerr=error, fmt=markers[m % len(markers)] + "-",
+            ax.errorbar(x[rows], values, yerr=error, fmt=markers[m % len(markers)] + "-",
                         color=colour, markersize=4, linewidth=0.8, capsize=0,
                         markerfacecolor=colour if m == 0 else "white", label=label,
                         gid=f"{name}:{amp}")
-            flagged = np.array([(int(i), str(amp)) in flags for i in np.flatnonzero(keep)],
-                               bool)
+            flagged = np.array([(int(i), str(amp)) in flags for i in rows], bool)
             if flagged.any():
-                ax.plot(x[keep][flagged], values[flagged], "o", markersize=11,
+                ax.plot(x[rows][flagged], values[flagged], "o", markersize=11,
                         markerfacecolor="none", markeredgecolor=FLAG_COLOUR,
                         markeredgewidth=1.8, label=flagged_label, gid=f"flagged:{name}:{amp}")
                 flagged_label = None
-    log_if_wide(ax, ds[[n for n in names if n in ds]].to_array().values)
+    shown = ds[[n for n in names if n in ds]].to_array().values
+    if "tailRatio" in names:
+        log_if_positive(ax, shown)  # ~1 for a normal image, 10-1000 with tracks
+    else:
+        log_if_wide(ax, shown)
     if limit is not None:  # a limit far from the data must not squash them
         low, high = ax.get_ylim()
         inside = low <= limit <= high
@@ -211,7 +254,23 @@ def metric_figure(ds, names, *, flags=None, limit=None, ylabel=None, title=None)
         locator = AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    _narrow_axis_around_one_time(ax, x[ok])
     return figure
+
+
+def _narrow_axis_around_one_time(ax, x):
+    """One image (or one time): an hour either side, an index ± 1, not matplotlib's default
+    span of years."""
+    x = np.asarray(x)
+    if x.size == 0:
+        return
+    if np.issubdtype(x.dtype, np.datetime64):
+        x = x[~np.isnat(x)]
+        if x.size and x.min() == x.max():
+            hour = np.timedelta64(1, "h")
+            ax.set_xlim(x.min() - hour, x.max() + hour)
+    elif x.min() == x.max():
+        ax.set_xlim(x.min() - 1, x.max() + 1)
 
 
 def distributions_figure(ds):
@@ -247,16 +306,16 @@ def distributions_figure(ds):
         if len(bins) > 41:
             bins = np.linspace(bins[0], bins[-1], 41)
         for a, (amp, values) in enumerate(samples.items()):
-            ax.hist(values, bins=bins, histtype="stepfilled", alpha=0.3, color=f"C{a}")
+            # outlines only: translucent fills overlapping made colours no legend explains
             ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=f"C{a}",
                     label=f"amplifier {amp}")
-        if len(samples) > 1:
-            ax.legend(fontsize=8)
+        ax.legend(fontsize=8)
     return figure
 
 
-def versus_figure(ds, key, *, flags=None):
-    """The main metrics against the header keyword ``key``, per amplifier.
+def versus_figure(ds, key, *, flags=None, unit=None):
+    """The main metrics against the header keyword ``key``, per amplifier; ``unit`` (say
+    from :func:`keyword_unit`) labels its axis.
 
     Raises
     ------
@@ -274,7 +333,7 @@ def versus_figure(ds, key, *, flags=None):
     for k, name in enumerate(names):
         ax = figure.add_subplot(rows, columns, k + 1)
         ax.set_gid(f"versus:{name}")
-        ax.set_xlabel(key)
+        ax.set_xlabel(f"{key} ({unit})" if unit else f"{key} (no unit in the header)")
         ax.set_ylabel(LABELS[name], fontsize=9)
         ax.grid(alpha=0.3)
         if name not in ds:

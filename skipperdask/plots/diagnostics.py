@@ -9,10 +9,12 @@ import re
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
+from scipy.special import erf
 
 from ..config import Options
 from ..errors import BadOptionError
 from ..fitting import gauss_poisson_counts
+from ..fitting.engine import free_heights_model
 from ..io import open_image
 from ..metrics import analyse_image, sample_noise_histogram
 from .drawing import save, say, value_text
@@ -175,19 +177,24 @@ def _peaks_panel(ax, residuals_ax, analysis):
     ]
     name = "Gaussian-smeared Poisson"
     style = {"color": "tab:red", "linewidth": 1.5}
-    if fit.method != "poisson":
-        # the accepted fit has free peak areas (and a continuum) that the fit result does not
-        # keep: draw Poisson heights at its parameters, dashed, and say so
+    heights = np.asarray(getattr(fit, "heights", ()), float)
+    if fit.method == "free-heights" and heights.size:
+        # the numbers come from the free-heights fit: its own curve (λ = a₁/a₀)
+        name = "Gaussian peaks of free heights (λ = a₁/a₀)"
+        ax.skipperdask_fit["heights"] = heights
+    elif fit.method != "poisson":
+        # a fit whose curve is not kept (the fallback): Poisson heights at its parameters,
+        # dashed, and say so
         name = "Poisson heights at the fitted x0, σ, g, λ"
         style["linestyle"] = "--"
         note = (f"against the dashed curve; the {fit.method} fit itself has reduced "
                 f"χ² = {fit.chi2_reduced:.3g}")
         residuals_ax.text(0.01, 0.95, note, transform=residuals_ax.transAxes, va="top",
                           fontsize=8, color="0.3")
-    fine, model = _smooth_model(params, edges)
+    fine, model = _smooth_model(params, edges, heights)
     ax.plot(fine, model, gid="model", label=f"{name}\n" + "\n".join(legend), **style)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
-    expected = _bin_model(params, edges)
+    expected = _bin_model(params, edges, heights)
     with np.errstate(divide="ignore", invalid="ignore"):
         pulls = np.where(expected > 0, (counts - expected) / np.sqrt(expected), 0.0)
     residuals_ax.stairs(pulls, edges, color="black", linewidth=1.0, gid="residuals")
@@ -228,17 +235,20 @@ def _fitted_histogram(analysis):
     return edges, counts.astype(float)
 
 
-def _bin_model(params, edges):
-    """Counts per bin of the Gaussian-smeared Poisson of ``params``, every peak in ``edges``."""
+def _bin_model(params, edges, heights=()):
+    """Counts per bin of the Gaussian-smeared Poisson of ``params``, every peak in ``edges``;
+    of the free-heights model when its parameters ``heights`` are given."""
+    if len(heights):
+        return free_heights_model(np.asarray(edges, float), np.asarray(heights, float))[0]
     kmax = max(9, int(np.ceil((edges[-1] - params["x0"]) / params["gain"])) + 2)
     return gauss_poisson_counts(edges, params["n"], params["x0"], params["sigma"],
                                 params["gain"], params["lam"], kmax=kmax)
 
 
-def _smooth_model(params, edges):
+def _smooth_model(params, edges, heights=()):
     """The model on a grid ten times finer, scaled to counts per fitted bin."""
     fine_edges = np.linspace(edges[0], edges[-1], 10 * (len(edges) - 1) + 1)
-    per_fine_bin = _bin_model(params, fine_edges)
+    per_fine_bin = _bin_model(params, fine_edges, heights)
     scale = np.diff(edges).mean() / np.diff(fine_edges).mean()
     return 0.5 * (fine_edges[:-1] + fine_edges[1:]), per_fine_bin * scale
 
@@ -251,6 +261,14 @@ def _entropy_panel(ax, analysis):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     entropies = analysis.entropies if analysis.entropies is not None else np.zeros(0)
     index = np.arange(len(entropies))
+    if analysis.statistics.plan.nskips == 1:  # an averaged file: one point says nothing
+        entropy = analysis.values.get("aveImgS", np.nan)
+        reason = analysis.reasons.get("dSdskip") or "no single samples to compare"
+        say(ax, f"one sample per pixel:\ndSdskip missing:\n{reason}\n\n"
+                f"entropy of the image\naveImgS = {entropy:.4g} nats")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     if len(entropies):
         ax.plot(index, entropies, "o", color="black", markersize=4, gid="entropies",
                 label="entropy of sample i")
@@ -284,6 +302,15 @@ def _noise_vs_n_panel(ax, analysis):
         reasons = [f.reason for f in fits if f is not None and f.reason]
         say(ax, "no noise fit: " + (reasons[0] if reasons else "too few pixels"))
         return
+    if len(levels) == 1:  # an averaged file: one point, no curve against n
+        sk = analysis.values.get("skNoise", np.nan)
+        say(ax, "one sample per pixel\n(averaged file):\nnothing averaged here\n\n"
+                f"noise of the image\nσ = {value_text(sigma[0], error[0])} ADU"
+                + (f"\nskNoise (peaks fit)\n= {sk:.3g} ADU" if np.isfinite(sk) else ""))
+        ax.skipperdask_fit = {"n": levels[good], "sigma": sigma[good]}
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(levels, [f"{n:g}" for n in levels])
@@ -304,8 +331,6 @@ def _noise_vs_n_panel(ax, analysis):
     if np.isfinite(sk):
         ax.plot([levels[-1]], [sk], "*", color="tab:red", markersize=12, gid="skNoise",
                 label=f"skNoise (peaks fit) = {sk:.3g} ADU")
-    if len(levels) == 1:
-        say(ax, "one sample per pixel: nothing averaged", y=0.9)
     ax.legend(loc="best", fontsize=9)
 
 
@@ -334,18 +359,24 @@ def _sample_noise_fit_panel(ax, analysis):
         return
     x = np.linspace(edges[0], edges[-1], 400)
     bin_width = np.diff(edges).mean()
-    y = fit.amplitude * bin_width * np.exp(-0.5 * ((x - fit.mu) / fit.sigma) ** 2) / (
+    amplitude = fit.amplitude
+    if label.startswith("the image"):
+        # the fit counted its own bins of the image: scale the fitted Gaussian (μ, σ) to the
+        # histogram drawn, by least squares on its bins
+        unit = np.diff(0.5 * (1 + erf((edges - fit.mu) / (np.sqrt(2) * fit.sigma))))
+        amplitude = float(unit @ counts / max(unit @ unit, 1e-300))
+    y = amplitude * bin_width * np.exp(-0.5 * ((x - fit.mu) / fit.sigma) ** 2) / (
         np.sqrt(2 * np.pi) * fit.sigma)
     ax.plot(x, y, color="tab:red", gid="gaussian",
             label=f"Gaussian σ = {value_text(fit.sigma, fit.sigma_err)} ADU")
-    ax.skipperdask_fit = {"mu": fit.mu, "sigma": fit.sigma, "amplitude": fit.amplitude}
+    ax.skipperdask_fit = {"mu": fit.mu, "sigma": fit.sigma, "amplitude": amplitude}
     ax.set_ylim(0, counts.max() * 1.35)
     ax.legend(loc="upper left", fontsize=9)
 
 
 def _sample_noise_panel(ax, analysis):
     ax.set_gid("sample-noise")
-    ax.set_title("(e) noise of each single sample", loc="left")
+    ax.set_title("(f) noise of each single sample", loc="left")
     ax.set_xlabel("sample index")
     ax.set_ylabel("σ (ADU)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -356,6 +387,13 @@ def _sample_noise_panel(ax, analysis):
     good = np.isfinite(sigma)
     if not good.any():
         say(ax, "imgNoise missing: " + analysis.reasons.get("imgNoise", "no fit"))
+        return
+    if len(fits) == 1:  # one sample per pixel: panel (e) shows its fit
+        say(ax, "one sample per pixel:\nits noise fit is panel (e)\n\n"
+                f"imgNoise =\n{value_text(sigma[0], error[0])} ADU")
+        ax.skipperdask_fit = {"sigma": sigma, "imgNoise": analysis.values.get("imgNoise")}
+        ax.set_xticks([])
+        ax.set_yticks([])
         return
     ax.errorbar(index[good], sigma[good], yerr=error[good], fmt="o", color="black",
                 markersize=4, gid="sigmas", label="σ of sample i")

@@ -35,6 +35,18 @@ def log_if_wide(ax, values):
         ax.set_yscale("log")
 
 
+def log_if_positive(ax, values):
+    """Log y axis whenever the values are positive (a ratio such as tailRatio, whose normal
+    images sit near 1 while flagged ones reach hundreds); symmetric-log, linear below 1,
+    when some are 0."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0:
+        ax.set_yscale("log")
+    elif values.size and values.min() == 0 and values.max() > 0:  # no tail pixel at all: 0
+        ax.set_yscale("symlog", linthresh=1.0)
+
+
 def save(figure, path):
     figure.savefig(path, dpi=DPI)
     return os.fspath(path)

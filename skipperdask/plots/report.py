@@ -16,6 +16,7 @@ from .campaign_figures import (
     MAIN_METRICS,
     distributions_figure,
     flagged_images,
+    keyword_unit,
     metric_figure,
     ok_images,
     time_sources,
@@ -33,7 +34,12 @@ def _open_catalogue(catalogue):
         return catalogue
     if not os.path.exists(catalogue):
         raise CatalogueError(f"{catalogue}: no such catalogue")
-    return Catalogue(catalogue).to_dataset()
+    try:
+        return Catalogue(catalogue).to_dataset()
+    except (FileNotFoundError, ValueError, KeyError) as error:  # zarr: "No group found …"
+        raise CatalogueError(
+            f"{catalogue}: not a skipperdask catalogue (give the .zarr folder a run wrote, "
+            "e.g. img_preproc_out.zarr)") from error
 
 
 
@@ -161,7 +167,8 @@ def write_report(catalogue, output_dir, *, versus=None, tail_ratio_limit=10.0,
     ]
     if versus is not None:
         sections.append(("versus", f"Against {versus}", figure_html(
-            versus_figure(ds, versus, flags=flags), f"versus_{versus}",
+            versus_figure(ds, versus, flags=flags, unit=keyword_unit(ds, versus)),
+            f"versus_{versus}",
             f"main metrics against the header keyword {versus}", f"metrics against {versus}")))
     sections += [
         ("failed", f"Failed files ({len(failed_rows)})",

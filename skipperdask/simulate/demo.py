@@ -7,6 +7,9 @@ import os
 from .files import simulate_campaign, write_image
 from .truth import Truth
 
+#: the files with a problem that the demo adds to its clean images
+DEMO_PROBLEMS = ("Img_101.fits", "Img_102.fits", "Img_103.fits")
+
 
 def demo_campaign(directory, n_images, seed):
     """A clean simulated campaign, plus the three problems the tool must show: tracks,

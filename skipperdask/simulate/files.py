@@ -138,13 +138,15 @@ def read_truth(path):
 
 
 def simulate_campaign(
-    directory, n_images=5, *, seed=0, n_averaged=0, overwrite=False, **truth_overrides
+    directory, n_images=5, *, seed=0, n_averaged=0, overwrite=False, noise_ramp=0.2,
+    **truth_overrides
 ):
     """Write a small simulated campaign, and its truth as ``truth.csv``.
 
     Over the campaign the output-drain voltage ``VDD`` rises by 1 V and the read noise with it
-    (by 20%), and the exposure cycles through 300, 600 and 900 s with the dark current
-    proportional to it, so that metrics plotted against header keywords show something.
+    (by ``noise_ramp``, 20 % by default), and the exposure cycles through 300, 600 and 900 s
+    with the dark current proportional to it, so that metrics plotted against header keywords
+    show something.
 
     Parameters
     ----------
@@ -158,6 +160,9 @@ def simulate_campaign(
         The last ``n_averaged`` images are written averaged.
     overwrite : bool
         Replace existing files; without it an existing file is an error (nothing is written).
+    noise_ramp : float
+        The read noise of the last image is ``1 + noise_ramp`` times that of the first; 0
+        gives every image the same noise.
     **truth_overrides
         Fields of :class:`Truth` for every image; ``read_noise`` and ``dark_current`` are the
         values at the start of the campaign and at 600 s exposure.
@@ -179,7 +184,7 @@ def simulate_campaign(
         truth = Truth(
             **{
                 **truth_overrides,
-                "read_noise": base.read_noise * (1 + 0.2 * fraction),
+                "read_noise": base.read_noise * (1 + noise_ramp * fraction),
                 "dark_current": base.dark_current * exposure / 600.0,
                 "averaged": averaged,
                 "seed": int(image_seeds[index]),

@@ -12,6 +12,8 @@ import numpy as np
 def _summed(values, counts):
     """The distinct values, increasing, and the total count of each: what merging the
     counts of several histograms or distributions comes to."""
+    if not values.size:  # an image without a finite value (all NaN)
+        return values, counts.astype(np.int64)
     order = np.argsort(values, kind="stable")
     values, counts = values[order], counts[order]
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])

@@ -5,6 +5,7 @@ histograms of digitised data are integer arithmetic on the stored numbers.
 """
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -176,4 +177,7 @@ def histogram_centres(block, scale, zero, polarity, nhist):
     """A typical value of each histogrammed sample in the chunk's first row: where its dense
     histogram is centred."""
     first = block[0, : min(block.shape[1], 64), :nhist].astype(np.float64)
-    return np.floor(np.median(polarity * (first * scale + zero), axis=0)).astype(np.int64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row of NaN: centred at 0
+        centres = np.floor(np.nanmedian(polarity * (first * scale + zero), axis=0))
+    return np.nan_to_num(centres, nan=0.0).astype(np.int64)

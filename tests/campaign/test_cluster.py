@@ -64,6 +64,17 @@ def test_local_cluster_listens_on_loopback_only():
     assert cluster.status.name == "closed"
 
 
+@pytest.mark.parametrize("dashboard", [":0", "0"])
+def test_a_dashboard_address_without_host_stays_on_loopback(dashboard):
+    """Issue 14: ``--dashboard-address :0`` ("any free port") listened on 0.0.0.0; the link
+    printed is the port really bound."""
+    with connect(workers=1, dashboard_address=dashboard) as client:
+        assert listening_addresses(psutil.Process()) == {LOOPBACK}
+        port = client.scheduler_info()["services"]["dashboard"]
+        assert dashboard_link(client).startswith(f"http://{LOOPBACK}:{port}/")
+        assert port != 0
+
+
 def test_packaged_defaults_keep_the_cluster_on_loopback():
     assert dask.config.get("skipperdask.host") == LOOPBACK
     assert dask.config.get("skipperdask.dashboard-address").startswith(f"{LOOPBACK}:")
@@ -343,3 +354,19 @@ def test_workers_blas_runs_on_one_thread():
     with dask.config.set(settings), connect() as client:
         threads = client.submit(_blas_threads, pure=False).result()
     assert threads and set(threads) == {1}
+
+
+def test_a_script_without_main_guard_gets_the_reason_not_pages_of_tracebacks(tmp_path):
+    """Issue 14: ``skipperdask.process`` in a plain script printed 483 lines of "Nanny
+    failed to start"; the README's example now has the guard, and without it the user reads
+    why."""
+    script = tmp_path / "campaign.py"
+    script.write_text("import skipperdask\nskipperdask.process([], 'campaign.zarr')\n")
+    environment = {**os.environ, "DASK_SKIPPERDASK__WORKERS": "1",
+                   "DASK_SKIPPERDASK__DASHBOARD_ADDRESS": "127.0.0.1:0"}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'if __name__ == "__main__":' in result.stderr
+    assert len(result.stderr.splitlines()) < 40, result.stderr
+    assert "Nanny failed to start" not in result.stderr

@@ -26,6 +26,7 @@ from distributed.utils import key_split
 import skipperdask
 from skipperdask.campaign import Progress, Summary, process
 from skipperdask.catalogue import SEED_COLUMNS
+from skipperdask.catalogue.tables import value_with_error
 from skipperdask.config import Options
 from skipperdask.simulate import Truth, read_truth, simulate_campaign, write_image
 
@@ -218,14 +219,12 @@ def test_csv_one_row_per_image_and_amplifier(processed):
 def _seed_rows(text):
     lines = text.splitlines()
     header = lines[0].split()
-    assert set(lines[1].replace(" ", "")) == {"-"}
-    return header, [re.split(r"\s{2,}", line.strip()) for line in lines[2:]]
+    assert set(lines[2].replace(" ", "")) == {"-"}  # below the units line
+    return header, [re.split(r"\s{2,}", line.strip()) for line in lines[3:]]
 
 
 def _fitted_cell(value, error):
-    if math.isnan(value):
-        return "-1 +/- -1"
-    return f"{value:.2g} +/- " + ("-1" if math.isnan(error) else f"{error:.2g}")
+    return value_with_error(value, error)
 
 
 def test_seed_table_shape_and_values(processed, campaign):

@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 
 from skipperdask.catalogue import Catalogue, ImageRecord, format_seed_table
+from skipperdask.catalogue.tables import value_with_error
 from tests.seed_table import read_processed_from_seed_table
 
 WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,7 +112,7 @@ def test_empty_catalogue(store):
     assert catalogue.processed() == {}
     assert len(catalogue.to_dataset().data_vars) == 0
     table = catalogue.format_seed_table().splitlines()
-    assert len(table) == 2 and table[0].split() == ["filename", *table[0].split()[1:]]
+    assert len(table) == 3 and table[0].split() == ["filename", *table[0].split()[1:]]
 
 
 def test_zarr_round_trip_has_every_value(store, tmp_path):
@@ -357,7 +358,8 @@ SEED_HEADER = [
 
 def parse_seed_table(text):
     lines = text.splitlines()
-    header, dashes, *body = lines
+    header, units, dashes, *body = lines
+    assert units.split()[:3] == ["-", "[samples]", "[nats]"]  # the units line
     assert set(dashes.replace(" ", "")) == {"-"}
     # two or more spaces separate the columns; no cell holds two spaces in a row
     columns = [len(d) for d in dashes.split("  ")]
@@ -380,10 +382,10 @@ def test_seed_table_has_the_seeds_shape(store, tmp_path):
         f"{float(m.aveImgS):.4g}",
         "-1 +/- -1",  # nskips = 1
         f"{float(m.imgNoise):.4g}",
-        f"{float(m.skNoise):.2g} +/- {float(m.skNoise_err):.2g}",
+        value_with_error(float(m.skNoise), float(m.skNoise_err)),
         f"{float(m.tailRatio):.4g}",
-        f"{float(m.darkCurrent):.2g} +/- {float(m.darkCurrent_err):.2g}",
-        f"{float(m.aduConversion):.2g} +/- {float(m.aduConversion_err):.2g}",
+        value_with_error(float(m.darkCurrent), float(m.darkCurrent_err)),
+        value_with_error(float(m.aduConversion), float(m.aduConversion_err)),
     ]
     assert rows[1][1:] == ["-1", "-1", "-1 +/- -1", "-1", "-1 +/- -1", "-1", "-1 +/- -1"] + [
         "-1 +/- -1"

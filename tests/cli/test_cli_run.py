@@ -50,7 +50,7 @@ def table_files(path):
     with open(path) as f:
         lines = f.read().splitlines()
     assert lines[0].split() == list(SEED_COLUMNS)
-    return [os.path.basename(line.split()[0]) for line in lines[2:]]
+    return [os.path.basename(line.split()[0]) for line in lines[3:]]  # header, units, dashes
 
 
 def test_default_pattern_output_and_catalogue(campaign, address, capsys, monkeypatch):
@@ -106,7 +106,7 @@ def test_print_shows_the_table_and_writes_none(campaign, address, capsys):
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["filename"])
     assert lines[header].split() == list(SEED_COLUMNS)
-    assert [os.path.basename(line.split()[0]) for line in lines[header + 2:]] == [
+    assert [os.path.basename(line.split()[0]) for line in lines[header + 3:]] == [  # units, dashes
         "Img_1.fits", "Img_2.fits", "Img_10.fits"]
 
 
@@ -201,3 +201,52 @@ def test_follow_up_flags_failed_files_and_handles_amplifiers(tmp_path, address, 
                            "--figure", str(tmp_path / "f.png")]) == 0
     out = capsys.readouterr().out
     assert "5 images (4 ok)" in out and "Img_5.fits" in out
+
+
+def test_bad_entries_are_named_and_the_good_files_processed(campaign, address, capsys):
+    """Issue 14: a looping symlink, a FIFO, a directory named like an image, a missing -f
+    file and a file that is no FITS: the good files are processed, each bad one named."""
+    os.symlink("Img_7.fits", campaign / "Img_7.fits")
+    os.mkfifo(campaign / "Img_8.fits")
+    (campaign / "Img_9.fits").mkdir()
+    (campaign / "Img_11.fits").write_text("not a FITS file")
+    status = main(["run", "-d", str(campaign), "-f", r"Img_[0-9]+.fits$", "Img_12.fits",
+                   "--address", address, "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert [line.split(":")[1].strip().rsplit("/", 1)[1] for line in warnings] == [
+        "Img_7.fits", "Img_8.fits", "Img_9.fits", "Img_12.fits"]
+    assert "3 images ok, 1 failed, 0 skipped" in captured.out
+    assert "4 not processed (warnings above)" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and "Img_11.fits: not a FITS file" in failed[0]
+    assert "Traceback" not in captured.err
+
+
+def test_a_misspelled_directory_fails_at_once(tmp_path, capsys):
+    assert main(["run", "-d", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such directory" in capsys.readouterr().err
+
+
+def test_fz_files_get_a_hint(tmp_path, capsys):
+    write_image(tmp_path / "run3_1.fz", Truth(**SMALL, seed=1))
+    assert main(["run", "-d", str(tmp_path)]) == 1
+    assert "try -f '*.fz'" in capsys.readouterr().err
+
+
+def test_demo_says_how_many_files_and_cleans_its_temporary_images(tmp_path, address, capsys,
+                                                                 monkeypatch):
+    """Issue 14: it said "Simulating 12 images" and processed 15; it left 113 MB in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["demo", "-n", "2", "--address", address, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Simulating 2 clean images and 3 with problems (5 files)" in out
+    assert "4 images ok, 1 failed" in out
+    assert "--keep-open" in out
+    (directory,) = tmp_path.glob("skipperdask-demo-*")
+    assert not list(directory.glob("*.fits"))
+    assert (directory / "img_preproc_out.zarr").exists()
+    assert (directory / "report").is_dir()

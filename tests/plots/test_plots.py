@@ -13,9 +13,11 @@ from skipperdask.cli import main
 from skipperdask.config import Options
 from skipperdask.metrics import analyse_image
 from skipperdask.plots import (
+    distributions_figure,
     flagged_images,
     image_figure,
     inspect_image,
+    keyword_unit,
     metric_figure,
     versus_figure,
     write_report,
@@ -246,3 +248,62 @@ def test_report_command_prints_the_page(campaign, tmp_path, capsys):
     catalogue, _ = campaign
     assert main(["report", str(catalogue), "-o", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.strip() == f"Report: {(tmp_path / 'r' / 'index.html').as_uri()}"
+
+
+def test_report_on_a_folder_that_is_no_catalogue_says_so(tmp_path, capsys):
+    """Issue 14: it said "No group found in store … at path ''"."""
+    (tmp_path / "notes.txt").write_text("not a catalogue")
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: not a skipperdask catalogue" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- issue 14
+
+
+def test_time_plots_join_points_in_time_order(campaign):
+    _, ds = campaign
+    shuffled = ds.isel(image=np.argsort(ds["time"].values)[::-1])  # latest first
+    ax = metric_figure(shuffled, "skNoise").axes[0]
+    x = line(ax, "skNoise:AMP1").get_xdata()
+    assert len(x) > 1 and np.all(np.diff(np.asarray(x, "datetime64[ns]")) >= np.timedelta64(0))
+
+
+def test_one_image_gets_an_axis_of_hours_not_years(campaign):
+    _, ds = campaign
+    one = ds.isel(image=[int(np.flatnonzero(ds["status"].values == "ok")[0])])
+    ax = metric_figure(one, "skNoise").axes[0]
+    low, high = ax.get_xlim()  # matplotlib's days
+    assert 0 < high - low <= 2 / 24 + 1e-9
+
+
+def test_tail_ratio_is_on_a_log_scale(campaign):
+    _, ds = campaign
+    ax = metric_figure(ds, "tailRatio", limit=10).axes[0]
+    assert ax.get_yscale() in ("log", "symlog")
+
+
+def test_histograms_are_outlines_with_a_legend(campaign):
+    _, ds = campaign
+    figure = distributions_figure(ds)
+    for ax in figure.axes:
+        if ax.patches:
+            assert all(not patch.get_fill() for patch in ax.patches), ax.get_gid()
+            assert ax.get_legend() is not None, ax.get_gid()
+
+
+def test_versus_axis_has_the_unit_of_the_header_comment(tmp_path, campaign):
+    from astropy.io import fits
+
+    _, ds = campaign
+    path = tmp_path / "Img_1.fits"
+    primary = fits.PrimaryHDU()
+    primary.header["VDD"] = (-22.0, "[V] output drain voltage")
+    fits.HDUList([primary, fits.ImageHDU(np.zeros((4, 4), np.float32))]).writeto(path)
+    one = ds.isel(image=[0]).assign(path=("image", [str(path)]),
+                                    status=("image", ["ok"]))
+    assert keyword_unit(one, "VDD") == "V"
+    figure = versus_figure(ds, "VDD", unit="V")
+    assert figure.axes[0].get_xlabel() == "VDD (V)"
+    assert versus_figure(ds, "VDD").axes[0].get_xlabel() == "VDD (no unit in the header)"
