@@ -81,6 +81,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from ..errors import CatalogueError
 from ..version import __version__
 from . import zarrio
 from .records import (
@@ -197,6 +198,10 @@ class Catalogue:
                 if self._needs_care():
                     self._repair()
         root = self._root()
+        if root is None and os.path.isdir(self.path) and os.listdir(self.path):
+            # never taken for an empty catalogue: a commit would replace the folder
+            raise CatalogueError(f"{self.path}: not a skipperdask catalogue (a folder without "
+                                 "zarr.json; give the .zarr folder a run wrote)")
         commit = None if root is None else root.get("attributes", {}).get("commit")
         if root is None:
             self._commit, self._index, self._entries, self._nimages = None, {}, {}, 0

@@ -3,10 +3,12 @@
 import os
 import threading
 
+import pytest
 import xarray as xr
 
 from skipperdask.catalogue import Catalogue, CatalogueWriter
 from skipperdask.catalogue.store import Catalogue as StoreCatalogue
+from skipperdask.errors import CatalogueError
 from tests.catalogue.test_catalogue import check_consistent, numbered
 
 
@@ -71,3 +73,12 @@ def test_two_writers_at_once_keep_every_image_once(tmp_path):
     assert not errors
     assert sorted(check_consistent(store)) == list(range(30))
     assert xr.open_zarr(store).sizes["image"] == 30
+
+
+def test_a_folder_that_is_no_catalogue_is_left_alone(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a catalogue")
+    with pytest.raises(CatalogueError, match="not a skipperdask catalogue"):
+        Catalogue(folder).add([numbered(0)])
+    assert os.listdir(folder) == ["notes.txt"]
