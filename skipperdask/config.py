@@ -83,6 +83,7 @@ class Options(_FromSettings):
     mask_hot_threshold: float
     exposure_keywords: tuple
     acquisition_keywords: tuple
+    header_variables: int
 
     def __post_init__(self):
         if self.polarity not in (None, 1, -1):

@@ -63,7 +63,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     commit_seconds : float, optional
         Commit finished images to the catalogue this often, and at the end, so a killed run
         loses at most that much work; default every 5 s, or ten times the last commit's
-        duration when longer (a commit rewrites the catalogue).
+        duration when longer (a commit appends the finished images to the store and the CSV).
 
     Returns
     -------
@@ -71,7 +71,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The whole catalogue. ``.attrs["summary"]`` says how the run went.
     """
     options = options or Options.from_config()
-    store = Catalogue(catalogue)
+    store = Catalogue(catalogue, header_variables=options.header_variables)
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     interrupted = False

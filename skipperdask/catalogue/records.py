@@ -5,6 +5,7 @@ for the layout).
 """
 
 import datetime
+import json
 import math
 import os
 import re
@@ -51,7 +52,10 @@ IMAGE_VARIABLES = (
     "polarity",
     "polarity_source",
 )
-RESERVED = frozenset(IMAGE_VARIABLES) | {"image", "amp", "nsamp", "amp_present"}
+#: the header keywords beyond the limit of keyword variables, per image, as JSON:
+#: ``{"primary": {keyword: value}, "amps": {amp: {keyword: value}}}`` ("" when none)
+HEADER_JSON = "header_json"
+RESERVED = frozenset(IMAGE_VARIABLES) | {"image", "amp", "nsamp", "amp_present", HEADER_JSON}
 # bookkeeping the metrics give per amplifier (polarity is decided amplifier by amplifier)
 _FROM_METRICS = frozenset({"polarity", "polarity_source"})
 _NOT_KEYWORDS = frozenset({"", "COMMENT", "HISTORY"})
@@ -236,7 +240,7 @@ def _parse_date(value):
         return None
     if when.tzinfo is not None:
         when = when.astimezone(datetime.UTC).replace(tzinfo=None)
-    return np.datetime64(when, "ns")
+    return np.datetime64(when, "us")  # any year; nanoseconds end in 1678 and 2262
 
 
 def _image_time(record):
@@ -247,16 +251,36 @@ def _image_time(record):
             when = _parse_date(header.get(key))
             if when is not None:
                 return when, key
-    return np.datetime64(round(record.mtime * 1e6), "us").astype("datetime64[ns]"), "mtime"
+    return np.datetime64(round(record.mtime * 1e6), "us"), "mtime"
 
 
 def _keyword_variable(key, taken):
     return f"header_{key}" if key in taken else key
 
 
-def block_from_record(record, committed, taken):
+class KeywordBudget:
+    """Which header keywords become variables: those that already are, and new ones while
+    fewer than ``limit`` keyword variables exist (None: no limit); the others are kept per
+    image in the ``header_json`` text variable."""
+
+    def __init__(self, existing=(), limit=None):
+        self.admitted = set(existing)
+        self.limit = limit
+
+    def admit(self, name):
+        if name in self.admitted:
+            return True
+        if self.limit is not None and len(self.admitted) >= self.limit:
+            return False
+        self.admitted.add(name)
+        return True
+
+
+def block_from_record(record, committed, taken, keywords=None):
     """One finished image as a block of one image; header keywords named as a variable in
-    ``taken`` get a prefix."""
+    ``taken`` get a prefix; those ``keywords`` (a :class:`KeywordBudget`) does not admit go to
+    the ``header_json`` text variable."""
+    keywords = keywords or KeywordBudget()
     metrics = record.metrics
     amps = [] if metrics is None else [str(a) for a in metrics["amp"].values]
     amp_headers = {str(a): h for a, h in (record.amp_headers or {}).items()}
@@ -307,17 +331,27 @@ def block_from_record(record, committed, taken):
             number = _number(value)
             if key not in _NOT_KEYWORDS and number is not None:
                 per_amp.setdefault(key, {})[a] = number
+    rest = {}
     for key, number in primary.items():
-        if key not in per_amp:
-            put(_keyword_variable(key, taken), (), np.float64(number), {"header_keyword": key})
+        if key in per_amp:
+            continue
+        name = _keyword_variable(key, taken)
+        if keywords.admit(name):
+            put(name, (), np.float64(number), {"header_keyword": key})
+        else:
+            rest.setdefault("primary", {})[key] = number
     for key, by_amp in per_amp.items():
+        name = _keyword_variable(key, taken)
+        if not keywords.admit(name):
+            for a, number in by_amp.items():
+                rest.setdefault("amps", {}).setdefault(a, {})[key] = number
+            if key in primary:
+                rest.setdefault("primary", {})[key] = primary[key]
+            continue
         values = [by_amp.get(a, primary.get(key, np.nan)) for a in amps]
-        put(
-            _keyword_variable(key, taken),
-            ("amp",),
-            np.array(values, dtype=np.float64),
-            {"header_keyword": key},
-        )
+        put(name, ("amp",), np.array(values, dtype=np.float64), {"header_keyword": key})
+    if rest:
+        put(HEADER_JSON, (), np.array(json.dumps(rest), dtype=object))
     return _Block(1, labels, variables)
 
 
@@ -336,8 +370,5 @@ def catalogue_dataset(labels, variables, attrs):
     )
     if "path" in ds:
         ds = ds.set_coords([name for name in ("path", "time") if name in ds])
-        paths = ds.path.values
-        order = sorted(range(len(paths)), key=lambda i: natural_key(paths[i]))
-        ds = ds.isel(image=order)
     return ds
 

@@ -7,6 +7,9 @@ from queue import Empty, SimpleQueue
 
 #: seconds between catalogue commits, at least: a killed run loses no more work than this
 DEFAULT_COMMIT_SECONDS = 5.0
+#: records replacing entries are held back and committed together (one rewrite of the store)
+#: at the end of the run, or when this many are waiting
+REPLACEMENTS_HELD = 20_000
 
 
 class CatalogueWriter:
@@ -19,18 +22,20 @@ class CatalogueWriter:
     options : dict
         The run's options, kept in the catalogue's provenance.
     csv : str
-        The CSV table rewritten after each commit.
+        The CSV table, appended at each commit.
     seed_tables : dict of str to list of str
-        The seed's text tables rewritten after each commit: table path -> its files.
+        The seed's text tables written at the end: table path -> its files.
     commit_seconds : float, optional
         See below.
 
     Records are committed in batches: every ``commit_seconds``, or by default every 5 s
     or ten times the last commit's duration when that is longer, so that commits stay a
-    small share of the run (they share the client's process with the scheduler) however
-    large the catalogue grows. The CSV and the seed's
-    tables are rewritten after each commit. :meth:`close` commits what is left and
-    raises the writer's error, if any.
+    small share of the run (they share the client's process with the scheduler). A commit
+    appends its images to the store and its rows to the CSV, at a cost of its own size. Records
+    that replace an entry (a file processed again) need a rewrite of the store: they are held
+    back and committed together at the end (or every :data:`REPLACEMENTS_HELD`), so a run
+    rewrites the store once, not at every commit. The seed's tables are written at the end.
+    :meth:`close` commits what is left and raises the writer's error, if any.
     """
 
     _END = object()
@@ -40,6 +45,7 @@ class CatalogueWriter:
         self.options = options
         self.commit_seconds = commit_seconds
         self.error = None
+        self._held = []
         self._records = SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="catalogue-writer", daemon=True)
         self._thread.start()
@@ -64,6 +70,7 @@ class CatalogueWriter:
 
     def _run(self):
         last, cost, ending = time.perf_counter(), 0.0, False
+        self.store.processed()  # the index: which records replace an entry
         try:
             while not ending:
                 batch = []
@@ -81,16 +88,23 @@ class CatalogueWriter:
                     except Empty:
                         break
                 started = time.perf_counter()
-                self._commit(batch, tables=bool(batch) or ending)
+                self._commit(batch, ending)
                 last = time.perf_counter()
                 cost = last - started
         except Exception as error:  # a full disk, say: the run must stop and say so
             self.error = error
 
-    def _commit(self, batch, tables):
-        if batch:
-            self.store.add(batch, options=self.options)
-        if tables and os.path.exists(self.store.path):
-            self.store.write_csv(self.csv)
+    def _commit(self, batch, ending):
+        held = self._held
+        held.extend(r for r in batch if self.store.holds(r.path))
+        new = [r for r in batch if not self.store.holds(r.path)]
+        if new:
+            self.store.add(new, options=self.options, csv=self.csv)
+        if held and (ending or len(held) >= REPLACEMENTS_HELD):
+            self.store.add(held, options=self.options, csv=self.csv)
+            held.clear()
+        if ending and os.path.exists(self.store.path):
+            if not os.path.exists(self.csv):
+                self.store.write_csv(self.csv)
             for table, listed in self.seed_tables.items():
                 self.store.write_seed_table(table, listed)

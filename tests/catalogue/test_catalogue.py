@@ -1,6 +1,7 @@
 """The catalogue: Zarr, CSV and seed-table round trips of hand-made metrics, and its safety."""
 
 import csv
+import json
 import os
 import random
 import re
@@ -139,21 +140,27 @@ def test_zarr_round_trip_has_every_value(store, tmp_path):
     assert "path" in ds.coords and "time" in ds.coords  # ds.skNoise.plot(x="time")
 
 
-def test_store_reads_back_as_xarray_would_write_it(store, tmp_path):
-    """The catalogue's own Zarr writer against ``Dataset.to_zarr``: the same Dataset and dtypes
-    from ``xr.open_zarr``, with failed files, differing amplifiers, header keywords, times."""
+def test_store_reads_back_whole_with_python_strings(store):
+    """``xr.open_zarr`` gives back the Dataset the catalogue built (failed files, differing
+    amplifiers, header keywords, times), its strings as Python strings (dtype object, not
+    numpy's StringDType): ``where``, ``groupby`` and ``to_dataframe`` work on all of it."""
     records = [record("/d/a.fits", seed=1), record("/d/b.fits", amps=("0",), nskips=1, seed=2,
                                                   header={"EXPOSURE": 2.0, "TEMP": "140.5"}),
                failed("/d/c.fits"), record("/d/d.fits", amps=("CCD_C",), header={})]
-    written = Catalogue(store).add(records, options={"polarity": -1})
-    reference = str(tmp_path / "reference.zarr")
-    with pytest.warns(UserWarning, match="Consolidated metadata"):
-        written.to_zarr(reference, zarr_format=3, consolidated=True)
-    mine, theirs = (xr.open_zarr(path, chunks=None).load() for path in (store, reference))
-    xr.testing.assert_identical(mine, theirs)
-    assert {n: v.dtype for n, v in mine.variables.items()} == {
-        n: v.dtype for n, v in theirs.variables.items()}
+    Catalogue(store).add(records, options={"polarity": -1})
+    mine = xr.open_zarr(store, chunks=None).load()
     assert mine.time.dtype == np.dtype("datetime64[ns]") and mine.amp_present.dtype == bool
+    assert mine.status.dtype == object and mine.skNoise_reason.dtype == object
+    assert mine.nskips.dtype == np.int64 and mine.skNoise.dtype == np.float64
+    assert list(mine.status.values) == ["ok", "ok", "failed", "ok"]
+    lazy = xr.open_zarr(store)
+    ok = lazy.where(lazy.status == "ok")
+    assert int(ok.skNoise.count()) == int(mine.amp_present.sum())
+    groups = {status: group.sizes["image"] for status, group in mine.groupby("status")}
+    assert groups == {"failed": 1, "ok": 3}
+    frame = lazy.to_dataframe()
+    assert len(frame) == 4 * mine.sizes["amp"] * mine.sizes["nsamp"]
+    assert set(frame.status) == {"ok", "failed"}
 
 
 def test_time_falls_back_to_mtime_and_reads_other_keywords(store):
@@ -163,7 +170,8 @@ def test_time_falls_back_to_mtime_and_reads_other_keywords(store):
         record("/d/c.fits", seed=3, header={"DATESTART": "2023-03-31T10:00:00+02:00"}),
         record("/d/d.fits", seed=4, header={"DATE-OBS": "31/03/23", "DATE": "2023-04-01"}),
     ]
-    ds = Catalogue(store).add(records)
+    Catalogue(store).add(records)
+    ds = Catalogue(store).to_dataset()
     assert list(ds.time_source.values) == ["mtime", "DATEINI", "DATESTART", "DATE"]
     assert list(ds.time.values) == [
         np.datetime64("2023-11-14T22:13:21.250", "ns"),  # mtime 1.7e9 + 1.25 s
@@ -257,12 +265,13 @@ def test_numeric_header_keywords_are_variables(store):
         "CCD_A": {"NAXIS": 2, "NAXIS1": 640, "OGH": 1.5, "EXTNAME": "CCD_A"},
         "CCD_B": {"NAXIS": 2, "NAXIS1": "641"},
     }
-    added = Catalogue(store).add(
+    Catalogue(store).add(
         [
             record("/d/a.fits", seed=1, header=header, amp_headers=amp_headers),
             record("/d/b.fits", seed=2, header={"NAXIS": 0, "NDCM": 4}),
         ]
     )
+    added = Catalogue(store).to_dataset()
     reopened = xr.open_zarr(store).load()
     for ds in (added, reopened):
         a, b = image(ds, "/d/a.fits"), image(ds, "/d/b.fits")
@@ -287,10 +296,13 @@ def test_primary_keyword_applies_to_the_images_own_amplifiers(tmp_path):
     per_amp = record("/d/a.fits", amps=("CCD_A", "CCD_B"), header={},
                      amp_headers={"CCD_A": {"OGH": 1.5}, "CCD_B": {"OGH": 2.5}})
     primary = record("/d/b.fits", amps=("0",), seed=2, header={"OGH": 7.0})
-    together = Catalogue(str(tmp_path / "together.zarr")).add([per_amp, primary])
+    together = Catalogue(str(tmp_path / "together.zarr"))
+    together.add([per_amp, primary])
+    together = together.to_dataset()
     apart = Catalogue(str(tmp_path / "apart.zarr"))
     apart.add([primary])
-    apart = apart.add([per_amp])
+    apart.add([per_amp])
+    apart = apart.to_dataset()
     for ds in (together, apart):
         assert ds.OGH.dims == ("image", "amp") and list(ds.amp.values) == ["0", "CCD_A", "CCD_B"]
         np.testing.assert_array_equal(image(ds, "/d/b.fits").OGH.values, [7.0, np.nan, np.nan])
@@ -401,50 +413,175 @@ def test_seed_table_of_multi_amplifier_files_names_the_amplifier(store):
     assert header == SEED_HEADER and [r[0] for r in rows] == ["/d/b/Img_2.fits"]
 
 
+def plain(store):
+    """Whether the store is a plain directory of plain files: no link, nothing beside it."""
+    links = [root for root, dirs, files in os.walk(store)
+             for name in dirs + files if os.path.islink(os.path.join(root, name))]
+    beside = sorted(n for n in os.listdir(os.path.dirname(store)) if n.startswith("catalogue"))
+    return not os.path.islink(store) and not links and beside == [
+        "catalogue.zarr", "catalogue.zarr.lock"]
+
+
 def test_a_new_catalogue_object_sees_the_committed_images(store):
     Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
     other = Catalogue(store)
     other.add([record("/d/Img_2.fits", seed=2)])
     first = Catalogue(store)
     assert sorted(first.processed()) == ["/d/Img_1.fits", "/d/Img_2.fits"]
-    assert sorted(os.listdir(store + ".versions")) == ["lock", "v000001", "v000002"]
+    assert plain(store)
 
 
-def test_recovers_from_leftovers_of_a_killed_commit(store):
+def test_an_append_writes_its_own_rows_only(store):
+    """Rows are appended: the committed chunks of a full chunk's worth are not written again,
+    the arrays' chunk size along image stays the same."""
     catalogue = Catalogue(store)
-    catalogue.add([record("/d/Img_1.fits", seed=1)])
-    # what a commit killed before its switch leaves: a partial version and a link not yet moved
-    os.makedirs(os.path.join(store + ".versions", "tmp-dead", "skNoise"))
-    os.symlink("nowhere", os.path.join(store + ".versions", "link.tmp"))
-    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits"]
-    Catalogue(store).add([record("/d/Img_2.fits", seed=2)])
-    assert sorted(os.listdir(store + ".versions")) == ["lock", "v000001", "v000002"]
-    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
+    catalogue.add([numbered(k) for k in range(3)])
+    written = {}
+    for root, _, files in os.walk(store):
+        for name in files:
+            path = os.path.join(root, name)
+            written[path] = os.stat(path).st_mtime_ns, os.stat(path).st_ino
+    time.sleep(0.01)
+    catalogue.add([numbered(3)])
+    changed = {p for p, stamp in written.items()
+               if (os.stat(p).st_mtime_ns, os.stat(p).st_ino) != stamp}
+    # the partial chunk of every image array and the metadata; not the labels' arrays
+    assert os.path.join(store, "amp", "c.0") not in changed
+    assert os.path.join(store, "skNoise", "c.0.0") in changed
+    assert check_consistent(store) == list(range(4))
+    assert xr.open_zarr(store).skNoise.encoding["chunks"][0] >= 1024
 
 
-def test_a_plain_zarr_directory_becomes_a_catalogue(store, tmp_path):
-    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
-    copy = str(tmp_path / "copy.zarr")
-    shutil.copytree(store, copy)  # follows the link, as cp -rL does
-    catalogue = Catalogue(copy)
-    assert list(catalogue.processed()) == ["/d/Img_1.fits"]
-    catalogue.add([record("/d/Img_2.fits", seed=2)])
-    assert os.path.islink(copy)
-    assert list(xr.open_zarr(copy).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
-
-
-def test_a_kill_while_replacing_a_plain_directory_is_recovered(store):
-    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
-    # the state between moving a plain directory aside and creating the link
-    newest = os.path.realpath(store)
-    os.remove(store)
-    os.rename(newest, os.path.join(store + ".versions", "replaced"))
-    shutil.copytree(os.path.join(store + ".versions", "replaced"), newest)
+def test_recovers_from_leftovers_of_a_killed_append(store):
     catalogue = Catalogue(store)
-    assert list(catalogue.processed()) == ["/d/Img_1.fits"]
-    catalogue.add([record("/d/Img_2.fits", seed=2)])
-    assert list(xr.open_zarr(store).path.values) == ["/d/Img_1.fits", "/d/Img_2.fits"]
-    assert "replaced" not in os.listdir(store + ".versions")
+    catalogue.add([numbered(0), numbered(1), numbered(2)])
+    # what an append killed before its commit point leaves: its chunks written (rows 2, 3
+    # beyond the committed shape), a new array never published, a partial object
+    stale = Catalogue(str(store) + ".scratch")
+    stale.add([numbered(k) for k in range(5)])
+    for name in ("skNoise", "EXPOSURE"):
+        shutil.copy(os.path.join(str(store) + ".scratch", name, "c.0.0" if name == "skNoise"
+                                 else "c.0"), os.path.join(store, name))
+    os.makedirs(os.path.join(store, "NEWKEY"))
+    with open(os.path.join(store, "NEWKEY", "c.0"), "wb") as f:
+        f.write(b"garbage")
+    with open(os.path.join(store, "skNoise", "c.0.0.dead.partial"), "wb") as f:
+        f.write(b"garbage")
+    os.makedirs(store + ".rewrite-dead")  # a rewrite killed before it was complete
+    shutil.rmtree(str(store) + ".scratch")
+    os.remove(str(store) + ".scratch.lock")
+    assert check_consistent(store) == [0, 1, 2]  # the committed state, unchanged
+    Catalogue(store).add([numbered(3)])
+    assert check_consistent(store) == [0, 1, 2, 3]
+    assert not os.path.exists(store + ".rewrite-dead")
+
+
+def test_copies_open_and_carry_on(store, tmp_path):
+    """cp -r, rsync and tar copy a plain directory: the copy opens and takes commits."""
+    Catalogue(store).add([numbered(0), numbered(1)])
+    copy = str(tmp_path / "copy" / "catalogue.zarr")
+    shutil.copytree(store, copy)
+    archive = shutil.make_archive(str(tmp_path / "archive"), "tar", tmp_path, "catalogue.zarr")
+    shutil.unpack_archive(archive, tmp_path / "untarred")
+    untarred = str(tmp_path / "untarred" / "catalogue.zarr")
+    for path in (copy, untarred):
+        assert check_consistent(path) == [0, 1]
+        Catalogue(path).add([numbered(2)])
+        assert check_consistent(path) == [0, 1, 2]
+    assert check_consistent(store) == [0, 1]
+
+
+def test_a_kill_between_the_renames_of_a_rewrite_is_recovered(store):
+    Catalogue(store).add([numbered(0)])
+    # where renameat2 cannot exchange: the old store moved aside, the new one not yet in
+    new = store + ".rewrite-123-abcd"
+    shutil.copytree(store, new)
+    os.rename(store, store + ".rewrite-old-123-abcd")
+    catalogue = Catalogue(store)
+    assert list(catalogue.processed()) == ["/campaign/Img_0.fits"]
+    catalogue.add([numbered(1)])
+    assert check_consistent(store) == [0, 1] and plain(store)
+
+
+def test_a_catalogue_of_the_previous_version_is_converted_once(store):
+    """A store written by the previous version (a link into <path>.versions, made by its code
+    into tests/catalogue/data) is read, converted to a plain store once, and carries on."""
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "data"),
+                    os.path.dirname(store), symlinks=True, dirs_exist_ok=True)
+    for name in ("v1.zarr", "v1.zarr.versions"):
+        os.rename(os.path.join(os.path.dirname(store), name),
+                  os.path.join(os.path.dirname(store), name.replace("v1", "catalogue")))
+    os.symlink("catalogue.zarr.versions/v000002", store + ".new")
+    os.replace(store + ".new", store)
+    before = xr.open_zarr(store).load()
+    catalogue = Catalogue(store)
+    assert sorted(catalogue.processed()) == ["/d/Img_1.fits", "/d/Img_2.fits", "/d/Img_3.fits"]
+    assert plain(store)
+    after = xr.open_zarr(store).load()
+    assert after.status.dtype == object and list(after.path.values) == list(before.path.values)
+    for name in ("skNoise", "noise_vs_n", "nskips", "amp_present", "VDD", "EXPOSURE", "time"):
+        xr.testing.assert_equal(after[name], before[name])
+    assert after.attrs["created"] == before.attrs["created"]
+    catalogue.add([record("/d/Img_4.fits", seed=4)])
+    assert list(xr.open_zarr(store).path.values) == [*before.path.values, "/d/Img_4.fits"]
+
+
+def test_dates_of_any_year_are_stored(store):
+    records = [record(f"/d/{i}.fits", seed=i, header={"DATE-OBS": date})
+               for i, date in enumerate(["2300-01-02T03:04:05", "1600-06-07T00:00:00.5"])]
+    Catalogue(store).add(records)
+    coder = xr.coders.CFDatetimeCoder(time_unit="us")
+    ds = xr.open_zarr(store, decode_times=coder)
+    assert list(ds.time.values) == [np.datetime64("2300-01-02T03:04:05"),
+                                    np.datetime64("1600-06-07T00:00:00.5")]
+    assert list(Catalogue(store).to_dataset().time.values) == list(ds.time.values)
+
+
+def test_header_keywords_beyond_the_limit_are_kept_as_json(store):
+    header = {f"K{i}": float(i) for i in range(10)}
+    amp_headers = {"CCD_A": {"GAIN": 1.5, "A1": 1.0}, "CCD_B": {"GAIN": 2.5}}
+    catalogue = Catalogue(store, header_variables=5)
+    catalogue.add([record("/d/a.fits", header=header, amp_headers=amp_headers)])
+    catalogue.add([record("/d/b.fits", seed=2, header={"K0": 7.0, "K9": 9.5, "NEW": 1.0})])
+    ds = xr.open_zarr(store).load()
+    keywords = sorted(n for n in ds.variables if "header_keyword" in ds[n].attrs)
+    assert len(keywords) == 5 and keywords == ["K0", "K1", "K2", "K3", "K4"]
+    a, b = image(ds, "/d/a.fits"), image(ds, "/d/b.fits")
+    rest = json.loads(str(a.header_json.values))
+    assert rest["primary"] == {f"K{i}": float(i) for i in range(5, 10)}
+    assert rest["amps"] == {"CCD_A": {"GAIN": 1.5, "A1": 1.0}, "CCD_B": {"GAIN": 2.5}}
+    assert float(b.K0) == 7.0 and json.loads(str(b.header_json.values)) == {
+        "primary": {"K9": 9.5, "NEW": 1.0}}
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_the_csv_is_appended_and_repaired_after_a_kill(store, tmp_path):
+    table = str(tmp_path / "catalogue.csv")
+    catalogue = Catalogue(store)
+    catalogue.add([numbered(0), numbered(1), numbered(2)], csv=table)
+    inode = os.stat(table).st_ino
+    catalogue.add([numbered(3)], csv=table)
+    assert os.stat(table).st_ino == inode  # appended, not replaced
+    whole = read(table)
+    reference = str(tmp_path / "reference.csv")
+    Catalogue(store).write_csv(reference)
+    assert whole == read(reference)
+    # killed in the middle of the CSV's append of the last commit
+    with open(table, "r+") as f:
+        f.truncate(len(whole) - 7)
+    Catalogue(store).add([numbered(4)], csv=table)
+    Catalogue(store).write_csv(reference)
+    assert read(table) == read(reference)
+    # a new column (a new header keyword) rewrites it whole
+    Catalogue(store).add([ImageRecord("/campaign/Img_9.fits", 9, 9.0, None,
+                                      header={"NEWKEY": 1.0})], csv=table)
+    Catalogue(store).write_csv(reference)
+    assert read(table) == read(reference)
+    assert "NEWKEY" in read(table).split(chr(10))[0]
 
 
 def numbered(k):
@@ -530,18 +667,10 @@ def test_files_are_readable_as_the_umask_allows(store, tmp_path):
     try:
         catalogue = Catalogue(store)
         catalogue.add([record("/d/Img_1.fits", seed=1)])
+        catalogue.add([record("/d/Img_2.fits", seed=1)])
         catalogue.write_seed_table(tmp_path / "table.txt")
     finally:
         os.umask(old)
-    assert os.stat(os.path.realpath(store)).st_mode & 0o777 == 0o755
+    assert os.stat(store).st_mode & 0o777 == 0o755
+    assert os.stat(os.path.join(store, "skNoise", "c.0.0")).st_mode & 0o777 == 0o644
     assert os.stat(tmp_path / "table.txt").st_mode & 0o777 == 0o644
-
-
-def test_store_and_versions_move_together(store, tmp_path):
-    Catalogue(store).add([record("/d/Img_1.fits", seed=1)])
-    moved = tmp_path / "elsewhere"
-    moved.mkdir()
-    for name in (store, store + ".versions"):
-        shutil.move(name, moved)
-    assert list(xr.open_zarr(moved / "catalogue.zarr").path.values) == ["/d/Img_1.fits"]
-

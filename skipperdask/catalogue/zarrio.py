@@ -1,0 +1,299 @@
+"""The catalogue's Zarr (format 3) objects: how its variables are encoded, and the two ways a
+commit writes them, each object whole (see :mod:`~.store` for the protocol they serve).
+
+- :func:`append`: a batch of images added along ``image``: every array's last, partial chunk
+  and the batch's new chunks, each array's metadata (its new shape), then the root
+  ``zarr.json`` holding the consolidated metadata: the commit point.
+- :func:`write_new`: a whole catalogue into an empty directory (root ``zarr.json`` last).
+
+Both compute every object in memory (a :class:`zarr.storage.MemoryStore`, through zarr's own
+codecs) and then put them one by one with :func:`_put`: a temporary file, ``fsync``, then
+:func:`os.replace` onto its name, so that every object is at every instant either its old or its
+new content, never a part (on an object store, a PUT has the same property).
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zarr
+import zarr.api.asynchronous as zarr_async
+from xarray import conventions
+from xarray.backends.zarr import FillValueCoder, encode_zarr_variable
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync as zarr_sync
+from zarr.errors import UnstableSpecificationWarning
+from zarr.storage import MemoryStore
+
+from .records import fill_value
+
+#: images per chunk along ``image``: 10⁶ images make 245 chunks per array, and an append
+#: rewrites at most one partial chunk per array besides its own rows
+IMAGE_CHUNK = 4096
+#: the layout version, in the root's attributes; older catalogues are converted once
+FORMAT = 2
+TIME_UNITS = "microseconds since 1970-01-01"
+ROOT = "zarr.json"
+
+
+class Encoded:
+    """One variable as stored: its dims, the stored values, attributes, zarr dtype and fill."""
+
+    def __init__(self, dims, values, attrs, dtype, fill):
+        self.dims, self.values, self.attrs, self.dtype, self.fill = dims, values, attrs, dtype, fill
+
+
+def encode(ds):
+    """The Dataset's variables as the catalogue stores them, and the group's attributes.
+
+    Strings are variable-length UTF-8 bytes with xarray's ``_Encoding`` (they read back as
+    Python strings, dtype object); times are integer microseconds since 1970 (any year);
+    everything else as xarray's own Zarr encoder stores it (CF ``_FillValue`` and ``dtype``
+    attributes, ``coordinates``)."""
+    variables, attrs = conventions.encode_dataset_coordinates(ds)
+    encoded = {}
+    for name, variable in variables.items():
+        raw = variable.dtype
+        if raw.kind in "OTUS":
+            values = np.empty(variable.shape, dtype=object)
+            values.ravel()[:] = [str(x).encode() for x in np.asarray(variable.values).ravel()]
+            encoded[name] = Encoded(variable.dims, values, {**variable.attrs, "_Encoding": "utf-8"},
+                                    zarr.dtype.VariableLengthBytes(), b"")
+            continue
+        if raw.kind == "M":
+            values = variable.values.astype("datetime64[us]").astype(np.int64)
+            encoded[name] = Encoded(
+                variable.dims, values,
+                {**variable.attrs, "units": TIME_UNITS, "calendar": "proleptic_gregorian"},
+                np.dtype(np.int64), 0)
+            continue
+        variable = encode_zarr_variable(variable, name=name, zarr_format=3)
+        variable.attrs = dict(variable.attrs)
+        if "_FillValue" in variable.attrs:
+            variable.attrs["_FillValue"] = FillValueCoder.encode(variable.attrs["_FillValue"],
+                                                                 variable.dtype)
+        fill = fill_value(raw)
+        encoded[name] = Encoded(variable.dims, variable.values, variable.attrs, variable.dtype,
+                                np.asarray(fill).astype(variable.dtype).item())
+    return encoded, attrs
+
+
+async def _create(group, name, enc, shape):
+    chunks = (IMAGE_CHUNK, *(max(n, 1) for n in shape[1:])) if len(enc.dims) and \
+        enc.dims[0] == "image" else tuple(max(n, 1) for n in shape)
+    return await group.create_array(
+        name, shape=shape, dtype=enc.dtype, chunks=chunks, dimension_names=enc.dims,
+        attributes=enc.attrs, fill_value=enc.fill, overwrite=True,
+        chunk_key_encoding={"name": "default", "separator": "."})
+
+
+def _chunk_key(name, index, ndim):
+    return f"{name}/c." + ".".join([str(index)] + ["0"] * (ndim - 1))
+
+
+async def _fill(store, encoded, attrs, n_old):
+    """Write ``encoded`` (rows ``n_old`` on of every ``image`` variable; coordinates without
+    ``image`` whole) into ``store``, whose group holds the first ``n_old`` rows already."""
+    group = await zarr_async.open_group(store=store, mode="a", zarr_format=3)
+    await group.update_attributes(attrs)
+
+    async def one(name, enc):
+        along_image = len(enc.dims) > 0 and enc.dims[0] == "image"
+        n_new = enc.values.shape[0] if along_image else 0
+        shape = (n_old + n_new, *enc.values.shape[1:]) if along_image else enc.values.shape
+        array = None
+        if n_old and along_image:
+            with contextlib.suppress(Exception):
+                array = await zarr_async.open_array(store=store, path=name, zarr_format=3)
+        if array is None:
+            array = await _create(group, name, enc, shape)
+        elif array.shape != shape:
+            await array.resize(shape)
+        if enc.values.size:
+            region = slice(n_old, n_old + n_new) if along_image else Ellipsis
+            await array.setitem(region, enc.values)
+
+    await asyncio.gather(*(one(name, enc) for name, enc in encoded.items()))
+    await zarr_async.consolidate_metadata(store, zarr_format=3)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _put(directory, key, data):
+    """One object, whole: a temporary file beside it, fsync'ed, then renamed onto its name."""
+    path = os.path.join(directory, *key.split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def _put_all(directory, items):
+    items = list(items)
+    if len(items) < 4:
+        for key, data in items:
+            _put(directory, key, data)
+        return
+    with ThreadPoolExecutor(8) as pool:  # fsyncs of many small files overlap
+        list(pool.map(lambda item: _put(directory, *item), items))
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(directory, before, after):
+    """Put what changed from ``before`` to ``after`` (key -> bytes): chunks, then arrays'
+    metadata, then the root ``zarr.json``; chunks that became empty are removed first."""
+    for key in before.keys() - after.keys():
+        if "/c." in key:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, *key.split("/")))
+    changed = [(k, v) for k, v in after.items() if before.get(k) != v]
+    chunks = [(k, v) for k, v in changed if not k.endswith(ROOT)]
+    metadata = [(k, v) for k, v in changed if k.endswith(ROOT) and k != ROOT]
+    _put_all(directory, chunks)
+    _put_all(directory, metadata)
+    for folder in {os.path.dirname(os.path.join(directory, k)) for k, _ in chunks + metadata}:
+        _fsync_dir(folder)
+    if ROOT in after:
+        _put(directory, ROOT, after[ROOT])  # the commit point
+        _fsync_dir(directory)
+
+
+def _as_bytes(contents):
+    return {key: buffer.to_bytes() for key, buffer in contents.items()}
+
+
+def _to_buffers(contents):
+    proto = default_buffer_prototype()
+    return {key: proto.buffer.from_bytes(data) for key, data in contents.items()}
+
+
+def _sync_fill(contents, encoded, attrs, n_old):
+    with warnings.catch_warnings():
+        # consolidated metadata and variable-length bytes are zarr-python's own extensions of
+        # the format 3 specification (as xarray's to_zarr uses them)
+        warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
+        warnings.filterwarnings("ignore", category=UnstableSpecificationWarning)
+        zarr_sync(_fill(MemoryStore(store_dict=contents), encoded, attrs, n_old))
+
+
+def write_new(directory, ds):
+    """Write the catalogue ``ds`` as a new store in the empty (or new) ``directory``."""
+    encoded, attrs = encode(ds)
+    contents = {}
+    _sync_fill(contents, encoded, attrs, 0)
+    os.makedirs(directory, exist_ok=True)
+    _publish(directory, {}, _as_bytes(contents))
+
+
+def root_metadata(directory):
+    """The root ``zarr.json`` of a store, as a dict (None when there is none)."""
+    try:
+        return json.loads(_read(os.path.join(directory, ROOT)))
+    except FileNotFoundError:
+        return None
+
+
+def append(directory, ds, n_old, root):
+    """Append the images of ``ds`` (whose variables include every stored one, on the stored
+    labels) after the ``n_old`` committed ones of the store in ``directory``; ``root`` is its
+    root metadata, as :func:`root_metadata` read it under the lock."""
+    encoded, attrs = encode(ds)
+    stored = root["consolidated_metadata"]["metadata"]
+    before = {ROOT: json.dumps(root).encode()}
+    for name, meta in stored.items():
+        before[f"{name}/{ROOT}"] = _read(os.path.join(directory, name, ROOT))
+        if meta.get("node_type") != "array" or not meta.get("dimension_names") or \
+                meta["dimension_names"][0] != "image":
+            continue
+        if n_old % IMAGE_CHUNK:
+            key = _chunk_key(name, n_old // IMAGE_CHUNK, len(meta["shape"]))
+            with contextlib.suppress(FileNotFoundError):
+                before[key] = _read(os.path.join(directory, *key.split("/")))
+    for name in encoded.keys() - stored.keys():
+        # an array of a killed commit, never published: its chunks must not show through
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    contents = _to_buffers(before)
+    encoded = {n: e for n, e in encoded.items() if e.dims and e.dims[0] == "image"}
+    _sync_fill(contents, encoded, attrs, n_old)
+    after = _as_bytes(contents)
+    # chunks of the batch that are all fill: zarr writes none, but a killed commit may have
+    n_new = ds.sizes["image"]
+    for name, enc in encoded.items():
+        for index in range(n_old // IMAGE_CHUNK, (n_old + n_new - 1) // IMAGE_CHUNK + 1):
+            key = _chunk_key(name, index, enc.values.ndim)
+            if key not in after:
+                before.setdefault(key, b"")
+    _publish(directory, before, after)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a, b):
+    """Swap two directory entries atomically (Linux ``renameat2(RENAME_EXCHANGE)``); returns
+    False where the system cannot, and the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+_CODING = ("_FillValue", "_Encoding", "dtype", "coordinates")
+
+
+def stored_variables(directory, root):
+    """What the store holds, from its root metadata: the labels of ``amp`` and ``nsamp``, and
+    every other variable's ``(dims, dtype, attrs)`` as xarray decodes them (dtype object for
+    strings, datetime64[us] for times)."""
+    metadata = root["consolidated_metadata"]["metadata"]
+    labels, variables = {}, {}
+    for name, meta in metadata.items():
+        if meta.get("node_type") != "array":
+            continue
+        dims = tuple(meta.get("dimension_names") or ())
+        attrs = dict(meta.get("attributes", {}))
+        if dims == (name,):
+            values = zarr.open_array(store=directory, path=name, zarr_format=3)[...]
+            labels[name] = [x.decode() if isinstance(x, bytes) else
+                            (str(x) if name == "amp" else x.item()) for x in values]
+            continue
+        if "_Encoding" in attrs:
+            dtype = np.dtype(object)
+        elif attrs.get("units") == TIME_UNITS:
+            dtype = np.dtype("datetime64[us]")
+            attrs.pop("units")
+            attrs.pop("calendar", None)
+        elif attrs.get("dtype") == "bool":
+            dtype = np.dtype(bool)
+        else:
+            dtype = np.dtype(meta["data_type"])
+        variables[name] = (dims, dtype, {k: v for k, v in attrs.items() if k not in _CODING})
+    return labels, variables
