@@ -612,6 +612,7 @@ CHILD = textwrap.dedent(
     while True:
         catalogue.add([numbered(k), numbered(k + 1), numbered(k + 2)])
         k += 3
+        print("committed", flush=True)
     """
 )
 
@@ -645,7 +646,9 @@ def test_sigkill_at_any_moment_leaves_a_valid_catalogue(store):
             [sys.executable, "-c", CHILD, store], stdout=subprocess.PIPE, env=env, text=True
         )
         assert child.stdout.readline() == "ready\n"
-        delay = rng.uniform(0.2, 0.8)
+        # killed at a random moment after its first commit (however slow the machine)
+        assert child.stdout.readline() == "committed\n"
+        delay = rng.uniform(0.0, 0.6)
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait()
