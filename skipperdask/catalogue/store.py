@@ -365,13 +365,15 @@ class Catalogue:
 
     def _replace(self, ds):
         """A rewrite: the whole store, written beside it, then exchanged with it."""
-        if not os.path.lexists(self.path):
-            tmp = f"{self.path}.rewrite-{unique()}"
+        tmp = f"{self.path}.rewrite-{unique()}"
+        try:
             zarrio.write_new(tmp, ds)
+        except BaseException:  # a full disk, say: no half-written rewrite left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not os.path.lexists(self.path):
             os.rename(tmp, self.path)
             return
-        tmp = f"{self.path}.rewrite-{unique()}"
-        zarrio.write_new(tmp, ds)
         if not zarrio.exchange(tmp, self.path):
             aside = f"{self.path}.rewrite-old-{unique()}"
             os.rename(self.path, aside)

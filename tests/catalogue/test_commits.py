@@ -82,3 +82,37 @@ def test_a_folder_that_is_no_catalogue_is_left_alone(tmp_path):
     with pytest.raises(CatalogueError, match="not a skipperdask catalogue"):
         Catalogue(folder).add([numbered(0)])
     assert os.listdir(folder) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["append", "rewrite"])
+def test_a_full_disk_leaves_no_temporary_files_and_the_last_commit(tmp_path, monkeypatch,
+                                                                   replace):
+    """A disk that fills in the middle of a commit: the error goes up, the store holds its
+    last commit, and no half-written object or rewrite is left beside it."""
+    import errno
+
+    from skipperdask.catalogue import zarrio
+
+    store = str(tmp_path / "catalogue.zarr")
+    Catalogue(store).add([numbered(k) for k in range(3)])
+    written = []
+    original = zarrio._put
+
+    def put(directory, key, data):
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(key)
+        return original(directory, key, data)
+
+    monkeypatch.setattr(zarrio, "_put", put)
+    batch = [numbered(0), numbered(3)] if replace else [numbered(3), numbered(4)]
+    with pytest.raises(OSError, match="No space left"):
+        Catalogue(store).add(batch)
+    leftovers = [name for name in os.listdir(tmp_path)
+                 if name not in ("catalogue.zarr", "catalogue.zarr.lock", "catalogue.csv")]
+    assert leftovers == []
+    partial = [name for _, _, names in os.walk(store) for name in names
+               if name.endswith(".partial")]
+    assert partial == []
+    monkeypatch.undo()
+    assert check_consistent(store) == [0, 1, 2]
