@@ -1,12 +1,12 @@
 """The text files beside the store: written whole (atomically) or appended to."""
 
-import contextlib
 import os
 import uuid
 
 import xarray as xr
 
 from .tables import format_csv
+from .zarrio import write_whole
 
 
 def unique():
@@ -14,22 +14,8 @@ def unique():
 
 
 def write_text_atomically(path, text):
-    """Write a text file whole or not at all: a temporary file beside it, then a rename."""
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{unique()}.tmp")
-    try:
-        # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
-        with open(tmp, "x", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    """Write a text file whole or not at all (:func:`.zarrio.write_whole`)."""
+    write_whole(os.path.abspath(path), text.encode("utf-8"))
 
 
 def csv_text(ds, header=True):

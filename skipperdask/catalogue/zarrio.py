@@ -130,11 +130,17 @@ def _read(path):
 
 
 def _put(directory, key, data):
-    """One object, whole: a temporary file beside it, fsync'ed, then renamed onto its name."""
-    path = os.path.join(directory, *key.split("/"))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """One object of the store, whole (:func:`write_whole`)."""
+    write_whole(os.path.join(directory, *key.split("/")), data)
+
+
+def write_whole(path, data):
+    """A file written whole or not at all: a temporary file beside it, fsync'ed, then renamed
+    onto its name (a kill or a full disk leaves the old file, and no temporary one)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
     try:
+        # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
         with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
