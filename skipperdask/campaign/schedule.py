@@ -34,7 +34,7 @@ from .task import Measured, Split, failed_record, file_task, fit_task, split_sta
 
 
 def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv=None,
-            seed_tables=None, progress=None, window=None, commit_seconds=None):
+            seed_tables=None, progress=None, window=None, commit_seconds=None, on_record=None):
     """Compute the metrics of many files on a Dask cluster into a catalogue.
 
     Parameters
@@ -64,6 +64,10 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         Commit finished images to the catalogue this often, and at the end, so a killed run
         loses at most that much work; default every 5 s, or ten times the last commit's
         duration when longer (a commit appends the finished images to the store and the CSV).
+    on_record : callable, optional
+        Called in this process with each finished :class:`~skipperdask.catalogue.ImageRecord`
+        (failed files included) as it comes back, before it is committed: live views and
+        alerts watch the campaign through it.
 
     Returns
     -------
@@ -86,7 +90,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                                  csv or _default_csv(catalogue), seed_tables, commit_seconds)
         stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
         bar = Progress(len(todo), enabled=progress)
-        campaign = _Campaign(client, options, todo, window)
+        campaign = _Campaign(client, options, todo, window, on_record)
         try:
             campaign.run(writer, summary, bar)
         except KeyboardInterrupt:
@@ -109,8 +113,8 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
 class _Campaign:
     """The submission loop of one run: files submitted as results come back."""
 
-    def __init__(self, client, options, todo, window):
-        self.client, self.options = client, options
+    def __init__(self, client, options, todo, window, on_record=None):
+        self.client, self.options, self.on_record = client, options, on_record
         threads = sum(client.nthreads().values())
         self.window = max(4, 4 * threads) if window is None else window
         # The last files (as many as worker threads) are spread over the workers chunk by
@@ -142,6 +146,8 @@ class _Campaign:
             future.release()
             match result:
                 case Measured(record):
+                    if self.on_record is not None:
+                        self.on_record(record)
                     writer.put(record)
                     if record.ok:
                         summary.ok += 1

@@ -266,7 +266,10 @@ def test_inputs_unchanged(processed, campaign, client):
 def test_rerun_skips_all_reprocess_redoes_changed_file_redone(client, tmp_path):
     paths = [str(p) for p in simulate_campaign(tmp_path, 3, **SMALL)]
     store = tmp_path / "cat.zarr"
-    first = _committed(process(paths, store, client=client, progress=False))
+    seen = []
+    first = _committed(process(paths, store, client=client, progress=False,
+                               on_record=lambda record: seen.append(record.path)))
+    assert sorted(seen) == sorted(paths)  # each finished image, once
 
     rerun = process(paths, store, client=client, progress=False)
     assert _committed(rerun) == first
