@@ -1,6 +1,6 @@
 """A campaign: many files' metrics on a Dask cluster into a catalogue.
 
-- :mod:`~.files`: which files a run processes (the seed's rules) and which are new;
+- :mod:`~.files`: which files a run processes (the original tool's rules) and which are new;
 - :mod:`~.cluster`: the client (a local cluster on loopback, a running scheduler, SLURM);
 - :mod:`~.task`: the work on one file, as :func:`skipperdask.image_metrics` does it;
 - :mod:`~.schedule`: :func:`process`, the submission loop;

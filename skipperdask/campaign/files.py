@@ -1,13 +1,13 @@
-"""Which files a run processes, and where the seed's text table of each goes.
+"""Which files a run processes, and where the original tool's text table of each goes.
 
-The seed's rules, kept so that its users' command lines select the same files:
+The original tool's rules, kept so that its users' command lines select the same files:
 
 - every ``-f`` pattern is a regular expression matched with :func:`re.match` (anchored at the
-  start only, as in the seed) against the base names of the files in the directory;
+  start only, as in the original tool) against the base names of the files in the directory;
 - shell wildcards (``*.fits``, ``Img_?.fits``) select what :func:`fnmatch.fnmatchcase` selects;
   a pattern counts as both, a file is selected when either matches;
 - a pattern naming an existing file selects that file only, in each searched directory (the
-  seed's regex reading of ``Img_1.fits`` would also pick ``Img_1.fits.fz``: not what a user
+  original tool's regex reading of ``Img_1.fits`` would also pick ``Img_1.fits.fz``: not what a user
   naming one file means);
 - a pattern may carry a directory part (``run3/Img_.*``, ``/data/run*/Img_[0-9]+.fits``), relative
   to the processed directory; wildcards in that part select directories;
@@ -22,9 +22,9 @@ matches nothing are never opened: :func:`find_files` returns them as :class:`Rej
 problem each, so that a run reports them and goes on. A ``directory`` that does not exist
 or is a file is a :class:`~skipperdask.errors.BadOptionError` at once.
 
-The seed writes its table (default ``img_preproc_out.txt``) in the processed directory, so with
-``-r`` each directory gets its own table unless ``-o`` is absolute: :func:`tables_for` groups the
-selected files by the table they belong to.
+The original tool writes its table (default ``img_preproc_out.txt``) in the processed
+directory, so with ``-r`` each directory gets its own table unless ``-o`` is absolute:
+:func:`tables_for` groups the selected files by the table they belong to.
 """
 
 import fnmatch
@@ -113,7 +113,7 @@ def _looks_like_a_name(pattern):
 
 
 def find_files(patterns=None, directory=".", recursive=False):
-    """The files a run processes, by the seed's rules, and what was rejected.
+    """The files a run processes, by the original tool's rules, and what was rejected.
 
     Parameters are those of :func:`select_files`.
 
@@ -173,7 +173,7 @@ def find_files(patterns=None, directory=".", recursive=False):
 
 
 def select_files(patterns=None, directory=".", recursive=False):
-    """The files a run processes, by the seed's rules (see the module's docstring).
+    """The files a run processes, by the original tool's rules (see the module's docstring).
 
     Parameters
     ----------
@@ -195,7 +195,7 @@ def select_files(patterns=None, directory=".", recursive=False):
 
 
 def seed_table_path(directory, output=DEFAULT_OUTPUT):
-    """Where the seed writes the table of the files of one directory.
+    """Where the original tool writes the table of the files of one directory.
 
     Parameters
     ----------
@@ -203,7 +203,7 @@ def seed_table_path(directory, output=DEFAULT_OUTPUT):
         The directory the files are in.
     output : str or os.PathLike
         ``-o``: an absolute path is used as it is; a relative one is taken in ``directory``
-        (not in the current directory), as the seed does.
+        (not in the current directory), as the original tool does.
 
     Returns
     -------
@@ -214,7 +214,8 @@ def seed_table_path(directory, output=DEFAULT_OUTPUT):
 
 
 def tables_for(paths, output=DEFAULT_OUTPUT):
-    """Group files by the seed table they belong to (one per directory unless ``-o`` is absolute).
+    """Group files by the original tool's table they belong to (one per directory unless
+    ``-o`` is absolute).
 
     Parameters
     ----------

@@ -1,4 +1,5 @@
-"""The campaign catalogue: a Zarr store that ``xr.open_zarr`` opens, a CSV, and the seed's table.
+"""The campaign catalogue: a Zarr store that ``xr.open_zarr`` opens, a CSV, and the text table
+of the original tool (damicm-image-preproc).
 
 Layout of the catalogue (one entry per image × amplifier)
 ---------------------------------------------------------
@@ -44,7 +45,7 @@ of the amplifier names of all images, naturally sorted: ``ds.skNoise.sel(amp="CC
 Modules: :mod:`~.records` (a finished image, and the catalogue's arrays built from many),
 :mod:`~.store` (the plain Zarr store, appended to, never half-written: the commit protocol),
 :mod:`~.zarrio` (how its variables are encoded and its objects written), :mod:`~.tables`
-(the CSV and the seed's text table), :mod:`~.textfiles` (text files written whole or
+(the CSV and the original tool's text table), :mod:`~.textfiles` (text files written whole or
 appended), :mod:`~.writer` (a run's commits, from a thread of their own).
 """
 

@@ -422,11 +422,11 @@ class Catalogue:
         write_text_atomically(path, csv_text(self.to_dataset()))
 
     def format_seed_table(self, paths=None):
-        """The seed's text table (``-p`` prints it); see :func:`format_seed_table`."""
+        """The original tool's text table (``-p`` prints it); see :func:`format_seed_table`."""
         return format_seed_table(self.to_dataset(), paths)
 
     def write_seed_table(self, path, paths=None):
-        """Write the seed's text table (atomically); see :func:`format_seed_table`.
+        """Write the original tool's text table (atomically); see :func:`format_seed_table`.
 
         Parameters
         ----------

@@ -1,4 +1,5 @@
-"""The catalogue as tables: the CSV (one row per image × amplifier) and the seed's text table."""
+"""The catalogue as tables: the CSV (one row per image × amplifier) and the text table of the
+original tool (damicm-image-preproc)."""
 
 import csv
 import io
@@ -9,7 +10,7 @@ import numpy as np
 from ..io.layout import SAMPLE_KEYWORDS
 from .records import IMAGE_VARIABLES, fill_value, storage_dtype
 
-#: the seed's columns, in its order (the original image_preproc.py's table)
+#: the original tool's columns, in its order (the original image_preproc.py's table)
 SEED_COLUMNS = (
     "filename",
     "nskips",
@@ -118,20 +119,20 @@ def _seed_cell(cells, name, i, a):
 
 
 def format_seed_table(ds, paths=None):
-    """The seed's text table of a catalogue, as the original ``image_preproc.py`` writes it.
+    """The text table of a catalogue, as the original tool's ``image_preproc.py`` writes it.
 
     tabulate's "simple" format, written without tabulate: a header line, a dashes line, columns
     separated by two spaces, each column at least its header's width + 2, numbers right-aligned,
     text left-aligned. Columns ``filename nskips aveImgS dSdskip imgNoise skNoise tailRatio
-    darkCurrent aduConversion``; the file's full path comes first (the seed's readers take the
-    first token); a units line under the header (``-`` under the file name, which the seed's
-    readers skip as they skip the dashes line); plain numbers ``%.4g``; fitted values
-    ``value +/- error``, the error to two significant digits and the value to the same
+    darkCurrent aduConversion``; the file's full path comes first (the original tool's readers
+    take the first token); a units line under the header (``-`` under the file name, which the
+    original tool's readers skip as they skip the dashes line); plain numbers ``%.4g``; fitted
+    values ``value +/- error``, the error to two significant digits and the value to the same
     decimal place (:func:`value_with_error`: ``%.2g`` made gains 1.354 and 1.402 both ``1.4``);
     ``-1`` (``-1 +/- -1``) where missing, and for every value of a failed file. One row per
     image × amplifier; when any file of the table has more than one amplifier, a trailing
     ``amp`` column names it (empty for a failed file whose amplifiers are unknown), so that
-    single-amplifier campaigns get exactly the seed's columns.
+    single-amplifier campaigns get exactly the original tool's columns.
 
     Parameters
     ----------

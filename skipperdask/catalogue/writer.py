@@ -24,7 +24,7 @@ class CatalogueWriter:
     csv : str
         The CSV table, appended at each commit.
     seed_tables : dict of str to list of str
-        The seed's text tables written at the end: table path -> its files.
+        The original tool's text tables written at the end: table path -> its files.
     commit_seconds : float, optional
         See below.
 
@@ -34,7 +34,7 @@ class CatalogueWriter:
     appends its images to the store and its rows to the CSV, at a cost of its own size. Records
     that replace an entry (a file processed again) need a rewrite of the store: they are held
     back and committed together at the end (or every :data:`REPLACEMENTS_HELD`), so a run
-    rewrites the store once, not at every commit. The seed's tables are written at the end.
+    rewrites the store once, not at every commit. The original tool's tables are written at the end.
     :meth:`close` commits what is left and raises the writer's error, if any.
     """
 

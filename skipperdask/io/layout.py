@@ -159,7 +159,7 @@ class FileLayout:
 def averaged_by(path, primary_header):
     """What says that a file holds averaged images, in which charge raises the value:
     ``"header"`` when its primary header says ``IMAGE = 'averaged'`` (as DAMIC-M's acquisition
-    writes), ``"name"`` when its base name contains ``Avg`` (the seed's rule, on the name
+    writes), ``"name"`` when its base name contains ``Avg`` (the original tool's rule, on the name
     only, not on its directories), else None."""
     if str(primary_header.get("IMAGE", "")).strip().lower() == "averaged":
         return "header"
@@ -178,8 +178,8 @@ def resolve_polarity(path, primary_header, polarity=None):
        :class:`skipperdask.config.Options`): source ``"option"``;
     2. and 3. +1 when the file holds averaged images (:func:`averaged_by`): source
        ``"header"`` or ``"name"``;
-    4. else -1, the seed's default (in a raw skipper image more charge gives a lower value),
-       source ``"default"``: provisional, the data decide after the pass over the pixels
+    4. else -1, the original tool's default (in a raw skipper image more charge gives a lower
+       value), source ``"default"``: provisional, the data decide after the pass over the pixels
        (:func:`skipperdask.metrics.polarity.settle_polarity`).
 
     Parameters

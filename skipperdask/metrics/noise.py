@@ -11,7 +11,7 @@ from .amplifier import missing
 def zero_peak_window(histogram):
     """Bins ``[lo, hi)`` of a 1-ADU histogram from median - 3 MAD to median + 1 MAD.
 
-    The seed fits its noise Gaussian on median ± 3 MAD (normal-scaled). Charge only raises
+    The original tool fits its noise Gaussian on median ± 3 MAD (normal-scaled). Charge only raises
     values, so the low side is pure readout noise, while the high side takes in the
     one-electron peak as soon as the noise is low enough to resolve it, and would widen the
     Gaussian: the fit stops at median + 1 MAD (the same σ, within statistics, when the
@@ -37,7 +37,7 @@ def single_sample_noise(analysis):
     """imgNoise: Gaussian fits on each single-sample image (first 50; see zero_peak_window)."""
     stats = analysis.statistics
     if stats.plan.nskips == 1 and not stats.integer_valued:
-        # an averaged file (the seed's imgNoise is then the noise of the average): its
+        # an averaged file (the original tool's imgNoise is then the noise of the average): its
         # values are in memory and its noise may be far below the 1-ADU bins
         if not analysis.noise_fits:
             missing(analysis, "imgNoise", analysis.reasons["noise_vs_n"])

@@ -13,14 +13,14 @@ For amplifier ``a``, row ``r``, column ``c`` and sample ``s`` the stored value i
 - ``noise_s``: Normal(0, ``read_noise``), independent for every sample, in ADU;
 - ``drift(r)``: a baseline that drifts along rows, linearly (``drift`` ADU per row) or as a
   random walk (steps of standard deviation ``drift`` ADU per row);
-- ``polarity``: -1 for raw images (more charge gives a lower value, the seed's convention),
+- ``polarity``: -1 for raw images (more charge gives a lower value, the original tool's convention),
   +1 for averaged images.
 
 Raw images are stored rounded to integers, one 2-D HDU of shape ``(nrows, ncols * nskips)``
 per amplifier, the samples of one pixel consecutive along the row (``data[r, c * nskips + s]``),
 with ``NDCMS = nskips``. Averaged images hold the mean of the (unrounded) samples as a float
 image ``(nrows, ncols)`` without ``NDCMS``; give them a file name containing ``Avg`` so that
-the seed's polarity rule reads them right. Stored integers saturate at the limits of their
+the original tool's polarity rule reads them right. Stored integers saturate at the limits of their
 type, as an ADC does.
 
 The truth is written in every image header as ``SIM*`` keywords (see :func:`read_truth`);

@@ -75,7 +75,7 @@ def write_image(path, truth=Truth(), *, header=None, overwrite=False,  # noqa: B
     Parameters
     ----------
     path : str or os.PathLike
-        The file to write. Averaged images should have ``Avg`` in their name (the seed's
+        The file to write. Averaged images should have ``Avg`` in their name (the original tool's
         polarity rule); compressed ones conventionally end with ``.fz``.
     truth : Truth
     header : dict, optional
@@ -151,7 +151,7 @@ def simulate_campaign(
     Parameters
     ----------
     directory : str or os.PathLike
-        Created if needed. Files are named ``Img_1.fits``, ``Img_2.fits``, ... (the seed's
+        Created if needed. Files are named ``Img_1.fits``, ``Img_2.fits``, ... (the original tool's
         default pattern); averaged ones ``Avg_Img_<i>.fits``; compressed ones end in ``.fz``.
     n_images : int
     seed : int
@@ -254,7 +254,7 @@ def _write_streamed(path, truth, primary, block_rows):
     structure = [("BITPIX", bitpix), ("NAXIS", 2), ("NAXIS1", shape[0]), ("NAXIS2", shape[1])]
     scaling = [("BSCALE", 1), ("BZERO", bzero)] if bzero else []
     with open(path, "wb") as out:
-        if truth.namps == 1:  # the seed's layout: the image in the primary HDU
+        if truth.namps == 1:  # the original tool's layout: the image in the primary HDU
             cards = [("SIMPLE", True), *structure, ("EXTEND", True), *scaling]
             out.write(_header_bytes(cards, primary, _image_header(truth, 0)))
         else:

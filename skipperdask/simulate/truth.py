@@ -37,7 +37,7 @@ class Truth:
         thousand electrons at the default gain before a raw image saturates at 0.
     polarity : {-1, +1} or None
         -1: charge lowers the value (raw images); +1: charge raises it.
-        None: -1 for raw images, +1 for averaged ones (the seed's rule).
+        None: -1 for raw images, +1 for averaged ones (the original tool's rule).
     drift : float
         Baseline drift along rows: ADU per row (``drift_kind="linear"``), or the standard
         deviation of the step from one row to the next (``"random_walk"``).
@@ -59,7 +59,7 @@ class Truth:
         Mean extra electrons per pixel of a hot column (Poisson).
     namps : int
         Amplifiers in the file, one HDU each (``AMP1``, ``AMP2``, ...); with one amplifier and
-        no compression the image is in the primary HDU, as in the seed's files.
+        no compression the image is in the primary HDU, as in the original tool's files.
     dtype : {"uint32", "int32", "uint16", "int16", "float32", "float64"} or None
         Storage type. None: "uint32" (32-bit with ``BZERO = 2**31``) for raw images,
         "float32" for averaged ones. Averaged images must be stored as floats.

@@ -76,7 +76,7 @@ def plan_statistics(nrows, ncols, nskips, polarity, *, baseline="none", max_entr
         (use it when the baseline drifts along rows).
     max_entropy_samples, max_noise_samples : int
         Single-sample images the entropy slope and the single-sample noise use, at most
-        (the seed's 30 and 50 by default; :func:`plan_of` takes them from the options).
+        (the original tool's 30 and 50 by default; :func:`plan_of` takes them from the options).
         The first ``max(…)`` samples are histogrammed.
     """
     if polarity not in (1, -1):
