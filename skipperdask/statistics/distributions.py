@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .sorting import distinct_counts
+
 
 def _summed(values, counts):
     """The distinct values, increasing, and the total count of each: what merging the
@@ -154,7 +156,9 @@ class ValueCounts:
         """The distribution of the finite values of an array.
 
         Values on a grid, each grid step holding one distinct value, are counted in one
-        pass; others are sorted (4 million values: about 30 ms against 300-400 ms).
+        pass (4 million values: about 30 ms); others are radix-sorted
+        (:func:`~.sorting.distinct_counts`: 2.6 ms for a DAMIC-M amplifier's 204,800
+        dithered values, 126 ms for 4 million).
 
         Parameters
         ----------
@@ -166,10 +170,7 @@ class ValueCounts:
         """
         values = np.asarray(values, dtype=np.float64).ravel()
         counted = _counted_on_grid(values, spacing) if values.size >= GRID_MIN_VALUES else None
-        if counted is not None:
-            return cls(*counted)
-        unique, counts = np.unique(values[np.isfinite(values)], return_counts=True)
-        return cls(unique, counts.astype(np.int64))
+        return cls(*(counted if counted is not None else distinct_counts(values)))
 
     @classmethod
     def merge(cls, distributions):
