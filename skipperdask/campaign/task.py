@@ -26,7 +26,7 @@ from ..catalogue import ImageRecord
 from ..errors import BadFileError, SkipperError
 from ..io import FileLayout, scan_file
 from ..io.array import default_chunks
-from ..io.rows import kept_open
+from ..io.opened import kept_open
 from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
 
 
@@ -64,18 +64,18 @@ def file_task(path, options, whole=True):
     """
     start = time.perf_counter()
     try:
-        layout = scan_file(path, polarity=options.polarity)
-        nrows = layout.shape[1]  # one (amp, row, col, skip) array, as open_image requires
-        large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
-        statistics_bytes = (sum(a.nrows * a.ncols for a in layout.amps)
-                            * STATISTICS_BYTES_PER_PIXEL)
-        if large and not (whole and statistics_bytes <= options.whole_file_memory):
-            return Split(layout)
-        # one chunk of every row: the rows are read block by block inside it, in this thread
-        chunks = file_row_chunks(layout, _plan(layout, options), nrows)
-        from ..metrics import combined  # here: the client that submits this task never fits
+        with kept_open(path):  # the headers parsed once, for the scan and the reads
+            layout = scan_file(path, polarity=options.polarity)
+            nrows = layout.shape[1]  # one (amp, row, col, skip) array, as open_image requires
+            large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
+            statistics_bytes = (sum(a.nrows * a.ncols for a in layout.amps)
+                                * STATISTICS_BYTES_PER_PIXEL)
+            if large and not (whole and statistics_bytes <= options.whole_file_memory):
+                return Split(layout)
+            # one chunk of every row: the rows are read block by block inside it, here
+            chunks = file_row_chunks(layout, _plan(layout, options), nrows)
+            from ..metrics import combined  # here: the client submitting this task never fits
 
-        with kept_open(layout.path):  # compressed HDUs: their headers parsed once
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading

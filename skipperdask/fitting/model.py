@@ -11,9 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from . import engine
+from .poisson import poisson_isf, poisson_pmf
 
 #: σ/g at and beyond which the single-electron peaks merge: two equal Gaussians 2σ apart are
 #: where a dip between them first appears
@@ -114,7 +114,7 @@ def counts_and_derivatives(edges, params, kmax):
 
 def populated(n, lam):
     """Highest k whose peak holds at least ``POPULATED`` pixels (at least 1)."""
-    return max(int(stats.poisson.isf(POPULATED / max(n, 1.0), lam)) + 1, 1)
+    return max(poisson_isf(POPULATED / max(n, 1.0), lam) + 1, 1)
 
 
 def check_resolution(fit):
@@ -122,7 +122,7 @@ def check_resolution(fit):
     when, beyond the resolution limit, the charge is not negligible beside the zero peak
     (σ would then be the width of the merged peaks, not the noise)."""
     ratio = fit.sigma / fit.gain
-    one_electron = fit.n * stats.poisson.pmf(1, fit.lam)
+    one_electron = fit.n * poisson_pmf(1, fit.lam)
     if ratio >= RESOLUTION_LIMIT:
         reason = (f"single-electron peaks not resolved (σ/g = {ratio:.2f} ≥ "
                   f"{RESOLUTION_LIMIT})")

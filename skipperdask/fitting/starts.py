@@ -20,12 +20,13 @@ peaks, x0 modulo g (:func:`peak_phase`), so the fit starts on the peaks' comb.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal, stats
+from scipy import ndimage, signal
 
 from ..statistics import ValueCounts
 from .gaussian import GaussianFit, fit_gaussian
 from .likelihood import histogram, interval_probabilities
 from .model import MIN_PEAK_PIXELS
+from .poisson import normal_sf
 
 #: fewest finite values for a fit
 MIN_PIXELS = 100
@@ -200,7 +201,7 @@ def residual_gains(values, bin_width, zero):
     top, _ = search_top(values, zero.x0, zero.sigma)
     # pixels above x0 + 3σ beyond the zero peak's own tail (the one-electron peak lies at
     # 2-3σ when σ/g ≈ 0.35-0.5)
-    tail = zero.area * stats.norm.sf(3.0)
+    tail = zero.area * normal_sf(3.0)
     excess = int(values.count_above(zero.x0 + 3 * zero.sigma) - tail)
     if excess < max(MIN_PEAK_PIXELS, 5 * np.sqrt(tail)):
         return [], f"{NOT_RESOLVED_FEW} {max(excess, 0)} pixels above the zero-electron peak"

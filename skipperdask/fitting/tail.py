@@ -1,8 +1,9 @@
 """The tail ratio: how many pixels lie beyond what the fitted model puts beyond 4σ."""
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
+from .poisson import normal_sf, poisson_isf, poisson_pmf
 from .starts import check_values
 
 
@@ -30,19 +31,19 @@ def tail_ratio(fit, values):
     if not (np.isfinite(fit.sigma) and np.isfinite(fit.x0)):
         return np.nan, f"no noise from the fit ({fit.reasons.get('sigma', 'sigma missing')})"
     values, reasons, _ = check_values(values)
-    expected = values.size * stats.norm.sf(4.0)
+    expected = values.size * normal_sf(4.0)
     if expected == 0:
         return np.nan, "no finite pixel value"
     if not (np.isfinite(fit.gain) and np.isfinite(fit.lam)):
         why = fit.reasons.get("gain") or fit.reasons.get("lam") or "gain or λ missing"
         return np.nan, f"no fitted Gauss-Poisson model ({why})"
     if fit.lam > 0:
-        kmax = int(stats.poisson.isf(1e-12, fit.lam)) + 1
-        weights = stats.poisson.pmf(np.arange(kmax + 1), fit.lam)
+        kmax = poisson_isf(1e-12, fit.lam) + 1
+        weights = poisson_pmf(np.arange(kmax + 1), fit.lam)
         centres = fit.x0 + fit.gain * np.arange(kmax + 1)
 
         def excess(x):
-            return weights @ stats.norm.sf((x - centres) / fit.sigma) - stats.norm.sf(4.0)
+            return weights @ normal_sf((x - centres) / fit.sigma) - normal_sf(4.0)
 
         threshold = optimize.brentq(excess, fit.x0 + 4 * fit.sigma,
                                     centres[-1] + 10 * fit.sigma)

@@ -19,6 +19,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError, BadOptionError
+from .opened import open_fits
 
 SAMPLE_KEYWORDS = ("NDCMS", "NDCM", "NSAMP")
 
@@ -247,7 +248,7 @@ def scan_file(path, *, polarity=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with fits.open(path, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:
+            with open_fits(path, memmap=False, lazy_load_hdus=True) as hdul:
                 primary_header = _header_dict(hdul[0].header)
                 images = [
                     (

@@ -8,15 +8,13 @@
   statistics kernel.
 """
 
-import contextlib
-import os
 import threading
 
 import numba
 import numpy as np
-from astropy.io import fits
 
 from ..errors import BadFileError
+from .opened import open_fits
 
 #: rows a campaign's task reads at a time: a block stays in the processor's cache
 #: from the read through the byte swap to the kernel
@@ -104,39 +102,9 @@ def to_values(raw, amp):
 
 
 
-#: compressed files kept open by :func:`kept_open`, per thread: path -> HDUList
-_open_files = threading.local()
-
-
-@contextlib.contextmanager
-def kept_open(path):
-    """Within this block, this thread's reads of the compressed HDUs of ``path`` share one
-    open file.
-
-    Opening a tile-compressed file parses (and converts) the headers of every HDU up to the
-    one read: reading 4 amplifiers one by one parses 10 headers, about a third of a small
-    file's time. A task that reads a whole file keeps it open; the file is still opened and
-    closed inside the task, in its own worker.
-    """
-    path = os.fspath(path)
-    files = _open_files.__dict__.setdefault("files", {})
-    if path in files:  # nested: the outer block owns it
-        yield
-        return
-    with fits.open(path, mode="readonly") as hdul:
-        files[path] = hdul
-        try:
-            yield
-        finally:
-            del files[path]
-
-
 def _read_compressed_rows(amp, row_start, row_stop):
     try:
-        kept = getattr(_open_files, "files", {}).get(os.fspath(amp.path))
-        if kept is not None:
-            return kept[amp.hdu].section[row_start:row_stop]
-        with fits.open(amp.path, mode="readonly") as hdul:
+        with open_fits(amp.path) as hdul:
             return hdul[amp.hdu].section[row_start:row_stop]
     except MemoryError:
         raise

@@ -37,10 +37,14 @@ import numba
 import numpy as np
 from scipy import ndimage, stats
 
+from ..fitting.poisson import poisson_isf
+
 #: defaults of the rule (module docstring); ``skipperdask.yaml`` holds the user's settings
 SEED_ELECTRONS = 4
 HALO = 2
 HOT_THRESHOLD = 5.0
+# the standard normal's quantiles that turn the dark areas' quantiles into a spread
+_NORMAL_QUARTILE, _NORMAL_5_PERCENT = stats.norm.ppf([0.25, 0.05])
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,8 @@ class ClusterMask:
 def charge_thresholds(npixels, lam, seed_electrons=SEED_ELECTRONS):
     """(k_seed, k_grow) in electrons for an image of ``npixels`` with dark current ``lam``."""
     lam = max(float(lam), 0.0)
-    seed = int(stats.poisson.isf(1.0 / max(npixels, 1), lam)) + 1 if lam > 0 else 1
-    grow = int(stats.poisson.isf(0.01, lam)) + 1 if lam > 0 else 1
+    seed = poisson_isf(1.0 / max(npixels, 1), lam) + 1 if lam > 0 else 1
+    grow = poisson_isf(0.01, lam) + 1 if lam > 0 else 1
     return max(seed, seed_electrons), max(grow, 2)
 
 
@@ -186,10 +190,10 @@ def bright_areas(average, *, halo=HALO):
     sample = _local_means_at(average, fill, np.arange(0, average.size, step))
     # the dark areas from the lower quantiles: clusters may cover half the image
     low, quartile = np.quantile(sample, [0.05, 0.25])
-    spread = (quartile - low) / (stats.norm.ppf(0.25) - stats.norm.ppf(0.05))
+    spread = (quartile - low) / (_NORMAL_QUARTILE - _NORMAL_5_PERCENT)
     if not spread > 0:
         return np.zeros(average.shape, bool)
-    level = quartile - stats.norm.ppf(0.25) * spread
+    level = quartile - _NORMAL_QUARTILE * spread
     bright = _local_means_above(average, fill, level + BRIGHT_THRESHOLD * spread)
     # the 3×3 mean already reaches one pixel beyond a cluster
     return _grown(bright, halo) & finite

@@ -533,10 +533,10 @@ def test_process_workers_read_compressed_and_plain_files(tmp_path):
             assert total == sum(values.sum(dtype=np.float64) for _, values, _ in amps)
 
 
-def test_a_compressed_file_kept_open_reads_the_same_rows(tmp_path, monkeypatch):
-    """A task that reads every amplifier of a compressed file opens it once (its headers
-    parsed once), and reads exactly what a read that opens the file itself gives."""
-    from skipperdask.io import rows
+def test_a_compressed_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, monkeypatch):
+    """A task that scans a compressed file and reads every amplifier opens it once (its
+    headers parsed once), and reads exactly what a read that opens the file itself gives."""
+    from skipperdask.io import opened as kept
 
     path, expected = compressed_int_raw(tmp_path)
     amps = scan_file(path).amps
@@ -547,13 +547,14 @@ def test_a_compressed_file_kept_open_reads_the_same_rows(tmp_path, monkeypatch):
         opened.append(name)
         return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(rows.fits, "open", counted_open)
+    monkeypatch.setattr(kept.fits, "open", counted_open)
     alone = [read_raw_rows(amp, 2, 7) for amp in amps]
     assert len(opened) == len(amps)
     opened.clear()
-    with rows.kept_open(path), rows.kept_open(path):  # nested: the outer block owns it
+    with kept.kept_open(path), kept.kept_open(path):  # nested: the outer block owns it
+        assert scan_file(path).amps == amps
         shared = [read_raw_rows(amp, 2, 7) for amp in amps]
-    assert list(map(os.fspath, opened)) == [os.fspath(path)]
+    assert list(map(os.fspath, opened)) == [os.path.abspath(path)]
     for one, other, (_, raw, _) in zip(alone, shared, expected, strict=True):
         np.testing.assert_array_equal(one, other)
         np.testing.assert_array_equal(other, raw[2:7])
