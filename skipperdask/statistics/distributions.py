@@ -16,8 +16,9 @@ def _summed(values, counts):
     counts of several histograms or distributions comes to."""
     if not values.size:  # an image without a finite value (all NaN)
         return values, counts.astype(np.int64)
-    order = np.argsort(values, kind="stable")
-    values, counts = values[order], counts[order]
+    if not np.all(values[1:] >= values[:-1]):  # bins of a sorted distribution already are
+        order = np.argsort(values, kind="stable")
+        values, counts = values[order], counts[order]
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     summed = np.add.reduceat(counts, starts) if counts.size else counts
     return values[starts], summed.astype(np.int64)
