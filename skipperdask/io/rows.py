@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BadFileError
 from .opened import open_fits
+from .tiles import rice_rows
 
 #: rows a campaign's task reads at a time: a block stays in the processor's cache
 #: from the read through the byte swap to the kernel
@@ -104,8 +105,10 @@ def to_values(raw, amp):
 
 def _read_compressed_rows(amp, row_start, row_stop):
     try:
-        with open_fits(amp.path) as hdul:
-            return hdul[amp.hdu].section[row_start:row_stop]
+        with open_fits(amp.path) as hdul, open(amp.path, "rb") as file:
+            hdu = hdul[amp.hdu]
+            rows = rice_rows(file, hdu.fileinfo(), row_start, row_stop)
+            return hdu.section[row_start:row_stop] if rows is None else rows
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 (astropy's CfitsioException is no OSError)
