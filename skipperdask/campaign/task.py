@@ -24,10 +24,12 @@ from dataclasses import dataclass
 
 from ..catalogue import ImageRecord
 from ..errors import BadFileError, SkipperError
-from ..io import FileLayout, scan_file
-from ..io.array import default_chunks
+from ..io.layout import FileLayout, scan_file
 from ..io.opened import kept_open
-from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
+
+# The pixel pass (statistics, io.array: numba and dask.array) and the fits (metrics) are
+# imported inside the functions that use them, on the workers: the client that submits
+# these tasks starts a second sooner without them.
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ def file_task(path, options, whole=True):
         A bad file is measured too: its record holds the error (which keeps worker logs free
         of tracebacks for expected failures).
     """
+    from ..metrics import combined
+    from ..statistics import STATISTICS_BYTES_PER_PIXEL, file_row_chunks
+
     start = time.perf_counter()
     try:
         with kept_open(path):  # the headers parsed once, for the scan and the reads
@@ -74,8 +79,6 @@ def file_task(path, options, whole=True):
                 return Split(layout)
             # one chunk of every row: the rows are read block by block inside it, here
             chunks = file_row_chunks(layout, _plan(layout, options), nrows)
-            from ..metrics import combined  # here: the client submitting this task never fits
-
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading
@@ -93,6 +96,9 @@ def split_statistics(layout, options):
     list of list of skipperdask.statistics.RowChunk
         One list per amplifier; each chunk's ``function(*args)`` is one task.
     """
+    from ..io.array import default_chunks
+    from ..statistics import file_row_chunks
+
     rows = default_chunks(layout, options.chunk_bytes)["row"]
     return [[dataclasses.replace(chunk, function=_guarded, args=(chunk.function, *chunk.args))
              for chunk in chunks]
@@ -111,6 +117,8 @@ def _guarded(function, *args):
 def fit_task(layout, options, parts_per_amp, started):
     """Combine the row chunks of every amplifier of a file and fit: the file's
     :class:`Measured` record (``started``: :func:`time.time` when it was split)."""
+    from ..statistics import ImageStatistics
+
     errors = [part for parts in parts_per_amp for part in parts
               if isinstance(part, BadFileError)]
     try:
@@ -124,6 +132,8 @@ def fit_task(layout, options, parts_per_amp, started):
 
 
 def _plan(layout, options):
+    from ..statistics import plan_of
+
     return plan_of(layout.shape[1:], layout.polarity, options)
 
 

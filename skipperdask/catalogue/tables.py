@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..io.layout import SAMPLE_KEYWORDS
-from .records import IMAGE_VARIABLES, fill_value, storage_dtype
+from .records import IMAGE_VARIABLES, fill_value, natural_key, storage_dtype
 
 #: the original tool's columns, in its order (the original image_preproc.py's table)
 SEED_COLUMNS = (
@@ -146,7 +146,9 @@ def format_seed_table(ds, paths=None):
     str
     """
     cells = _Cells(ds)
-    rows = cells.rows(paths)
+    # images are stored in commit order; the table lists them in the files' natural order,
+    # as the original tool processes them, however the run's commits fell
+    rows = sorted(cells.rows(paths), key=lambda row: natural_key(str(cells("path", row[0], None))))
     columns = list(SEED_COLUMNS)
     amp_names = ds.amp.values if "amp" in ds.dims else []
     images = [i for i, _ in rows]

@@ -7,12 +7,25 @@
 - :mod:`~skipperdask.io.backend`: the xarray plugin.
 """
 
-from .array import PixelArray, dataset_from_layout, file_layout, open_image
-from .layout import DIMS, AmpLayout, FileLayout, averaged_by, resolve_polarity, scan_file
-from .rows import read_blocks, read_raw_rows, to_values
+import importlib
 
-__all__ = [
-    "DIMS", "AmpLayout", "FileLayout", "PixelArray", "averaged_by", "dataset_from_layout",
-    "file_layout", "open_image", "read_blocks", "read_raw_rows", "resolve_polarity",
-    "scan_file", "to_values",
-]
+# Imported on first use: a campaign's client reads no pixel, and importing dask.array and
+# numba would add about a second to every command's start-up.
+_EXPORTS = {
+    ".array": ("PixelArray", "dataset_from_layout", "file_layout", "open_image"),
+    ".layout": ("DIMS", "AmpLayout", "FileLayout", "averaged_by", "resolve_polarity",
+                "scan_file"),
+    ".rows": ("read_blocks", "read_raw_rows", "to_values"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+
+
+def __dir__():
+    return __all__

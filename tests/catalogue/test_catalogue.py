@@ -398,6 +398,14 @@ def test_seed_table_has_the_seeds_shape(store, tmp_path):
     assert catalogue.format_seed_table() == out.read_text()
 
 
+def test_seed_table_lists_files_in_natural_order_whatever_the_commits(store, tmp_path):
+    catalogue = Catalogue(store)
+    for name in ("Img_10", "Img_2", "Img_1"):  # three commits, in this order
+        catalogue.add([record(f"/d/{name}.fits", amps=("0",), seed=len(name))])
+    _, rows = parse_seed_table(catalogue.format_seed_table())
+    assert [r[0] for r in rows] == ["/d/Img_1.fits", "/d/Img_2.fits", "/d/Img_10.fits"]
+
+
 def test_seed_table_of_multi_amplifier_files_names_the_amplifier(store):
     catalogue = Catalogue(store)
     catalogue.add([record("/d/a/Img_1.fits", seed=1), failed("/d/b/Img_2.fits")])
