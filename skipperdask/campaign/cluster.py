@@ -15,7 +15,9 @@ started here listens on 127.0.0.1 only: distributed's own default dashboard list
 every interface, which exposes the cluster to the network.
 """
 
+import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -118,9 +120,48 @@ def connect(
                 if _script_without_main_guard():
                     raise BadOptionError(MAIN_GUARD) from None  # the reason, not the trace
                 raise
-    with cluster, Client(cluster) as client:
+    quiet = contextlib.ExitStack()
+    with quiet, cluster, Client(cluster) as client:
         client.register_plugin(SingleThreadedBLAS())
-        yield client
+        try:
+            yield client
+        except BaseException:  # Ctrl-C, an error: what the workers are computing is not wanted
+            quiet.enter_context(distributed_logs_silenced())  # until the cluster is closed
+            stop_local_workers(client)
+            raise
+
+
+@contextlib.contextmanager
+def distributed_logs_silenced():
+    """No log lines from distributed in this process inside the block: a local cluster's
+    scheduler and nannies, stopping workers on purpose, would warn of lost tasks and of
+    workers they kill."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def stop_local_workers(client, timeout=0.5):
+    """Stop the worker processes of the local cluster of ``client`` within about ``timeout``
+    seconds, abandoning their tasks (a Ctrl-C). A polite close waits 4 s for a worker busy in
+    a compiled loop before killing it; a run that is over has no use for that task.
+
+    Nothing happens when the cluster is not a :class:`~distributed.LocalCluster`.
+    """
+    cluster = getattr(client, "cluster", None)
+    if not isinstance(cluster, LocalCluster):
+        return
+
+    async def close_all():
+        await asyncio.gather(*(nanny.close(timeout=timeout) for nanny in cluster.workers.values()),
+                             return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        cluster.sync(close_all)
 
 
 def on_host(address, host):

@@ -27,7 +27,7 @@ from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
 from ..errors import CatalogueError, Interrupted
-from .cluster import sigint_ignored
+from .cluster import distributed_logs_silenced, sigint_ignored, stop_local_workers
 from .files import files_to_process
 from .progress import Progress, Summary
 from .task import Measured, Split, failed_record, file_task, fit_task, split_statistics
@@ -79,8 +79,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     todo, skipped = files_to_process(paths, store, reprocess)
     summary = Summary(skipped=len(skipped))
     interrupted = False
+    owned = client is None
     with contextlib.ExitStack() as guard, contextlib.ExitStack() as stack:
-        if client is None:
+        if owned:
             from .cluster import connect
 
             client = stack.enter_context(connect(options=ClusterOptions.from_config()))
@@ -96,6 +97,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         except KeyboardInterrupt:
             campaign.stop()
             interrupted = True
+            if owned:  # its workers' tasks are abandoned: no need to wait for them
+                guard.enter_context(distributed_logs_silenced())  # until the cluster closed
+                stop_local_workers(client)
         finally:
             # the last commit and the cluster's close run to their end: a Ctrl-C now (a
             # second one, or one as the run ends) would lose finished images

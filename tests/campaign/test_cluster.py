@@ -2,6 +2,7 @@
 Dask's CLI."""
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -344,6 +345,24 @@ def _blas_threads():
     from threadpoolctl import threadpool_info
 
     return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_a_ctrl_c_stops_busy_local_workers_at_once(caplog):
+    """A worker busy in a long task does not hold the end of an interrupted run: a polite
+    close would wait 4 s for it, then kill it with a warning."""
+    with pytest.raises(KeyboardInterrupt):
+        with connect(workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0") as client:
+            busy = [client.submit(time.sleep, 60, pure=False) for _ in range(2)]
+            while sum(len(tasks) for tasks in client.processing().values()) < 2:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the tasks have started
+            pressed = time.perf_counter()
+            raise KeyboardInterrupt
+    seconds = time.perf_counter() - pressed
+    assert seconds < 2, seconds
+    assert busy[0].status != "finished"
+    assert not [r for r in caplog.records if r.name.startswith("distributed")
+                and r.levelno >= logging.WARNING and r.created > time.time() - seconds]
 
 
 def test_workers_blas_runs_on_one_thread():

@@ -53,7 +53,7 @@ def test_ctrl_c_ends_at_once_in_one_line_and_the_catalogue_resumes(campaign):
                              "run again to resume")
     committed = int(lines[0].split("interrupted: ")[1].split()[0])
     assert 0 < committed < IMAGES
-    assert seconds < 3, seconds  # 2 s asked; margin for a loaded test machine
+    assert seconds < 2.5, seconds  # 2 s asked, 0.8 s measured; margin for a loaded machine
     with xr.open_zarr(store) as catalogue:
         assert catalogue.sizes["image"] == committed
     # run again: the rest, each image once
