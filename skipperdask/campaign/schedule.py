@@ -14,7 +14,6 @@ entry holding its error.
 """
 
 import contextlib
-import dataclasses
 import errno
 import os
 import time
@@ -86,7 +85,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             client = stack.enter_context(connect(options=ClusterOptions.from_config()))
         else:  # a client of the caller's: its workers too
             client.register_plugin(SingleThreadedBLAS())
-        writer = CatalogueWriter(store, dataclasses.asdict(options),
+        writer = CatalogueWriter(store, options.provenance(),
                                  csv or _default_csv(catalogue), seed_tables, commit_seconds)
         stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
         bar = Progress(len(todo), enabled=progress)
@@ -142,7 +141,8 @@ class _Campaign:
         for future, result in self.futures:
             path = self.path_of.pop(future.key)
             if _is_error(result):  # the file's own failure: record it, go on
-                result = Measured(failed_record(path, _error_of(result)))
+                result = Measured(failed_record(path, _error_of(result),
+                                                  self.options.storage_options))
             future.release()
             match result:
                 case Measured(record):

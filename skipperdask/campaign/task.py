@@ -27,6 +27,7 @@ from ..errors import BadFileError, SkipperError
 from ..io import FileLayout, scan_file
 from ..io.array import default_chunks
 from ..io.rows import kept_open
+from ..io.storage import is_url, remote_info
 from ..statistics import STATISTICS_BYTES_PER_PIXEL, ImageStatistics, file_row_chunks, plan_of
 
 
@@ -64,7 +65,8 @@ def file_task(path, options, whole=True):
     """
     start = time.perf_counter()
     try:
-        layout = scan_file(path, polarity=options.polarity)
+        layout = scan_file(path, polarity=options.polarity,
+                           storage_options=options.storage_options)
         nrows = layout.shape[1]  # one (amp, row, col, skip) array, as open_image requires
         large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
         statistics_bytes = (sum(a.nrows * a.ncols for a in layout.amps)
@@ -75,11 +77,11 @@ def file_task(path, options, whole=True):
         chunks = file_row_chunks(layout, _plan(layout, options), nrows)
         from ..metrics import combined  # here: the client that submits this task never fits
 
-        with kept_open(layout.path):  # compressed HDUs: their headers parsed once
+        with kept_open(layout.path, layout.storage_options):  # compressed HDUs: their headers parsed once
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading
-        return Measured(failed_record(path, error))
+        return Measured(failed_record(path, error, options.storage_options))
     return Measured(file_record(layout, metrics, time.perf_counter() - start))
 
 
@@ -119,7 +121,7 @@ def fit_task(layout, options, parts_per_amp, started):
         statistics = [ImageStatistics.combine(parts) for parts in parts_per_amp]
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:
-        return Measured(failed_record(layout.path, error))
+        return Measured(failed_record(layout.path, error, layout.storage_options))
     return Measured(file_record(layout, metrics, time.time() - started))
 
 
@@ -153,12 +155,15 @@ def file_record(layout, metrics, elapsed):
     )
 
 
-def failed_record(path, error):
+def failed_record(path, error, storage_options=None):
     """The catalogue record of a file that failed: its error (the message of a
     :class:`~skipperdask.errors.SkipperError`, else the error's type and message)."""
     try:
-        stat = os.stat(path)
-        size, mtime = stat.st_size, stat.st_mtime
+        if is_url(path):
+            _, size, mtime = remote_info(path, storage_options)
+        else:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime
     except OSError:
         size, mtime = 0, 0.0
     if isinstance(error, SkipperError):

@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError
+from .storage import is_url, open_remote, read_range
 
 #: rows a campaign's task reads at a time: a block stays in the processor's cache
 #: from the read through the byte swap to the kernel
@@ -27,8 +28,9 @@ def read_raw_rows(amp, row_start, row_stop, out=None):
     """Read rows ``row_start:row_stop`` of one amplifier, as stored.
 
     The file is opened and closed inside the call. Uncompressed data are read straight from
-    their byte range (nothing else of the file is read); compressed data through astropy's
-    ``CompImageHDU.section``, which decompresses only the tiles of these rows.
+    their byte range (nothing else of the file is read; from a URL, one ranged request);
+    compressed data through astropy's ``CompImageHDU.section``, which decompresses only the
+    tiles of these rows.
 
     Parameters
     ----------
@@ -66,10 +68,16 @@ def read_raw_rows(amp, row_start, row_stop, out=None):
     if amp.compressed:
         rows[...] = _read_compressed_rows(amp, row_start, row_stop)
         return rows
+    start = amp.data_offset + row_start * amp.row_bytes
     try:
-        with open(amp.path, "rb") as f:
-            f.seek(amp.data_offset + row_start * amp.row_bytes)
-            nread = f.readinto(buffer)
+        if is_url(amp.path):  # one ranged request for exactly these bytes
+            fetched = read_range(amp.path, start, start + nbytes, amp.storage_options)
+            nread = min(len(fetched), nbytes)
+            buffer[:nread] = np.frombuffer(fetched, np.uint8, nread)
+        else:
+            with open(amp.path, "rb") as f:
+                f.seek(start)
+                nread = f.readinto(buffer)
     except OSError as error:
         raise BadFileError(amp.path, f"cannot be read: {error}") from error
     if nread != nbytes:
@@ -109,7 +117,17 @@ _open_files = threading.local()
 
 
 @contextlib.contextmanager
-def kept_open(path):
+def _open_fits(path, storage_options):
+    """The HDU list of a file, read lazily: a plain file, or a remote one read by range."""
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_remote(path, storage_options)) if is_url(path) \
+            else path
+        with fits.open(source, mode="readonly") as hdul:
+            yield hdul
+
+
+@contextlib.contextmanager
+def kept_open(path, storage_options=None):
     """Within this block, this thread's reads of the compressed HDUs of ``path`` share one
     open file.
 
@@ -123,7 +141,7 @@ def kept_open(path):
     if path in files:  # nested: the outer block owns it
         yield
         return
-    with fits.open(path, mode="readonly") as hdul:
+    with _open_fits(path, storage_options) as hdul:
         files[path] = hdul
         try:
             yield
@@ -136,7 +154,7 @@ def _read_compressed_rows(amp, row_start, row_stop):
         kept = getattr(_open_files, "files", {}).get(os.fspath(amp.path))
         if kept is not None:
             return kept[amp.hdu].section[row_start:row_stop]
-        with fits.open(amp.path, mode="readonly") as hdul:
+        with _open_fits(amp.path, amp.storage_options) as hdul:
             return hdul[amp.hdu].section[row_start:row_stop]
     except MemoryError:
         raise
