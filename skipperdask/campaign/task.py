@@ -77,7 +77,8 @@ def file_task(path, options, whole=True):
         chunks = file_row_chunks(layout, _plan(layout, options), nrows)
         from ..metrics import combined  # here: the client that submits this task never fits
 
-        with kept_open(layout.path, layout.storage_options):  # compressed HDUs: their headers parsed once
+        # compressed HDUs: their headers parsed once
+        with kept_open(layout.path, layout.storage_options):
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading
