@@ -26,6 +26,7 @@ from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
 from ..errors import CatalogueError, Interrupted
+from ..io.storage import location
 from .cluster import sigint_ignored
 from .files import files_to_process
 from .progress import Progress, Summary
@@ -39,9 +40,11 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     Parameters
     ----------
     paths : iterable of str
-        The FITS files.
+        The FITS files: paths, or URLs (``s3://bucket/campaign/Img_1.fits``, read by byte
+        range on the workers, with ``options.storage_options``).
     catalogue : str or os.PathLike
-        The Zarr store; created, or extended and updated.
+        The Zarr store; created, or extended and updated. A URL puts it on an object store
+        (``s3://bucket/campaign.zarr``), its CSV beside it written whole at the end of the run.
     client : distributed.Client, optional
         The cluster to use; default a local cluster on loopback, closed at the end (see
         :func:`skipperdask.campaign.connect`).
@@ -74,8 +77,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The whole catalogue. ``.attrs["summary"]`` says how the run went.
     """
     options = options or Options.from_config()
-    store = Catalogue(catalogue, header_variables=options.header_variables)
-    todo, skipped = files_to_process(paths, store, reprocess)
+    store = Catalogue(catalogue, header_variables=options.header_variables,
+                      storage_options=options.storage_options)
+    todo, skipped = files_to_process(paths, store, reprocess, options.storage_options)
     summary = Summary(skipped=len(skipped))
     interrupted = False
     with contextlib.ExitStack() as guard, contextlib.ExitStack() as stack:
@@ -102,7 +106,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     bar.close(summary)
     if interrupted:
         raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
-                          f"{os.path.abspath(store.path)}; run again to resume")
+                          f"{store.path}; run again to resume")
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
     dataset.attrs["errors"] = list(summary.errors)
@@ -226,11 +230,11 @@ def _disk_full_named(close, path):
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise CatalogueError(
-            f"{os.path.abspath(path)}: {error.strerror} while committing; the catalogue keeps "
+            f"{path}: {error.strerror} while committing; the catalogue keeps "
             "its last committed version: free some space (or give another --catalogue) and "
             "run again to resume") from error
 
 
 def _default_csv(catalogue):
-    root, _ = os.path.splitext(os.fspath(catalogue).rstrip("/"))
+    root, _ = os.path.splitext(location(catalogue).rstrip("/"))
     return root + ".csv"
