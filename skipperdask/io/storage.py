@@ -89,14 +89,15 @@ def filesystem(url, storage_options=None):
     BadOptionError
         No file system is installed for the protocol (e.g. ``s3://`` without s3fs).
     """
-    import fsspec.core
+    import fsspec
 
+    protocol = location(url).partition("://")[0]
     try:
-        return fsspec.core.url_to_fs(location(url), **(storage_options or {}))
-    except ImportError as error:
-        protocol = location(url).partition("://")[0]
-        raise BadOptionError(f"{url}: no file system for {protocol}:// is installed ({error}; "
-                             "for s3://: pip install 'skipperdask[s3]')") from error
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as error:  # not installed, or unknown
+        raise BadOptionError(f"{url}: no file system for {protocol}:// ({error}; for s3://: "
+                             "pip install 'skipperdask[s3]')") from error
+    return fsspec.core.url_to_fs(location(url), **(storage_options or {}))
 
 
 def url_of(fs, path):
