@@ -7,6 +7,8 @@ opens it; ``cp -r``, ``rsync`` and ``tar`` copies open too). Every variable over
 chunked by :data:`~.zarrio.IMAGE_CHUNK` images (10⁶ images: 245 objects per array), whole
 along its other dimensions; images are in the order they were committed (within a commit,
 natural order of their paths). Beside it, ``<path>.lock`` serialises commits (``fcntl.flock``).
+The path may be a URL of an object store (``s3://bucket/campaign.zarr``, through fsspec:
+:mod:`.objects`); ``xr.open_zarr(url, storage_options=…)`` opens it.
 
 The commit protocol
 -------------------
@@ -44,10 +46,20 @@ one atomic step), else moved in by two renames, of which a kill between is repai
 next open (a complete ``<path>.rewrite-…`` and no ``<path>``: it is moved in). The pipeline
 (:class:`~.writer.CatalogueWriter`) commits the replacements of a run together, once. A lazy
 ``xr.open_zarr`` kept open across a rewrite may read the new store's chunks (``to_dataset``
-and the index read at once). An object store has no rename: there a rewrite would have to
-go through a new prefix and a pointer object, which the catalogue does not do yet (it writes
-to local and shared POSIX file systems; the append protocol above needs nothing more than
-whole-object PUTs).
+and the index read at once).
+
+On an object store
+------------------
+The append protocol above needs nothing but whole-object PUTs, which S3 and its kind make
+atomic; nothing there is fsync'ed or renamed. An object store has no rename, so a rewrite
+(:func:`.zarrio.rewrite_in_place`) goes over the store in place without touching what the
+committed root refers to: its arrays' chunks use the other chunk key encoding (``c.0.0`` and
+``0.0`` alternate from one rewrite to the next), so the new chunks are new objects; then the
+arrays' metadata, then the root (the commit point), and only then the old chunks are removed.
+A kill before the root leaves the old catalogue and unreferenced objects, which the next
+rewrite removes first (an append never reads an array's own metadata, only the root's). The
+store stays a plain Zarr store at its URL: ``xr.open_zarr(url, storage_options=…)`` opens it.
+A reader that opened the old root lazily and reads after a rewrite finds its chunks gone.
 
 Measured (``python benchmarks/catalogue.py``, 4 amplifiers, 150 header keywords, a busy
 2-core machine): adding 50 images to catalogues of 10², 10³, 10⁴ and 10⁵ images takes 0.9-1.2,
@@ -58,8 +70,10 @@ reading ``skNoise`` whole 0.035 s at 10⁵.
 Exactly once: the lock makes commits one at a time, and each commit first rereads the index
 (``path``, ``size``, ``mtime``, ``status``) when another process committed since; a path already
 there is replaced, never added twice. Two runs on one catalogue therefore keep each other's
-images. ``fcntl.flock`` works on local file systems and most NFS; an object store has no lock,
-so there one writer at a time (the campaign's client) is assumed.
+images. ``fcntl.flock`` works on local file systems and most NFS. On an object store the lock is
+an object, ``<url>.lock``, created only if absent (a conditional PUT, ``If-None-Match: *``) and
+removed after the commit; one left by a killed run is broken at once by a run of the same host
+(the owner's process is gone), else after :data:`~.objects.LOCK_LEASE` seconds.
 
 The CSV beside it
 -----------------
@@ -67,7 +81,10 @@ The CSV (one row per image × amplifier) is appended, as the store is: after the
 rows for the new images are appended. The root attributes record its size before them and the
 first image they belong to; a run that finds the CSV shorter (killed before or during the
 append) cuts it to that size and appends those images' rows again. A new column (a new
-variable), a rewrite or a CSV that does not match rewrites it whole (atomically).
+variable), a rewrite or a CSV that does not match rewrites it whole (atomically). A CSV at a
+URL cannot be appended to: the campaign (:class:`~.writer.CatalogueWriter`) writes it whole,
+once, at the end of each run (one PUT; its cost grows with the catalogue, once per run, not
+per commit), and :meth:`Catalogue.add` given one writes it whole at every commit.
 """
 
 import contextlib

@@ -55,11 +55,13 @@ def absolute(path):
 
 
 def join(base, *parts):
-    """``os.path.join`` for a local ``base``, ``/``-joined for a URL (an absolute part
-    replaces a local base, as ``os.path.join`` does)."""
-    if not is_url(base):
+    """``os.path.join`` for a local ``base``, ``/``-joined for a URL; an absolute part (a path
+    or a URL) replaces what comes before it, as in ``os.path.join``."""
+    urls = [i for i, part in enumerate((base, *parts)) if is_url(part)]
+    if not urls:
         return os.path.join(base, *parts)
-    return location(posixpath.join(base, *parts)) if parts else base
+    base, *parts = (base, *parts)[urls[-1]:]
+    return location(posixpath.join(base, *parts))
 
 
 def dirname(path):

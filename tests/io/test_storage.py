@@ -36,6 +36,8 @@ def test_a_url_is_normalised_and_a_file_url_is_a_path(given, kept):
 
 def test_urls_join_and_split_as_paths_do():
     assert join("s3://bucket/campaign", "run1", "Img_1.fits") == "s3://bucket/campaign/run1/Img_1.fits"
+    assert join("s3://bucket/campaign", "s3://other/out.txt") == "s3://other/out.txt"
+    assert join("/data", "s3://other/out.txt") == "s3://other/out.txt"
     assert dirname("s3://bucket/campaign/Img_1.fits") == "s3://bucket/campaign"
     assert absolute("s3://bucket/x/./y") == "s3://bucket/x/y"
 
