@@ -84,6 +84,9 @@ class Options(_FromSettings):
     exposure_keywords: tuple
     acquisition_keywords: tuple
     header_variables: int
+    #: fsspec's arguments for URL inputs (credentials, perhaps): not compared, not shown, and
+    #: left out of :meth:`provenance`
+    storage_options: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.polarity not in (None, 1, -1):
@@ -100,6 +103,13 @@ class Options(_FromSettings):
         if len(self.acquisition_keywords) != 2:
             raise BadOptionError("acquisition-keywords must be two header keywords (start, "
                                  f"end), not {list(self.acquisition_keywords)}")
+        object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
+
+    def provenance(self):
+        """The options as a catalogue keeps them: without the storage options (secrets)."""
+        values = dataclasses.asdict(self)
+        del values["storage_options"]
+        return values
 
 
 

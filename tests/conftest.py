@@ -1,6 +1,10 @@
-"""Shared fixtures: where the real data are, and a local Dask cluster with its client."""
+"""Shared fixtures: where the real data are, a local Dask cluster with its client, and an S3
+server on loopback."""
 
+import collections
 import pathlib
+import threading
+import uuid
 
 import pytest
 from distributed import Client, LocalCluster
@@ -46,3 +50,74 @@ def client(cluster):
 def address(cluster, client):
     """The scheduler's address of :func:`cluster`, its client open."""
     return cluster.scheduler_address
+
+
+class S3Server:
+    """A real S3-compatible server (moto's, from PyPI) on loopback, that counts the bytes of
+    the objects it serves.
+
+    Attributes
+    ----------
+    endpoint_url : str
+    storage_options : dict
+        s3fs's arguments to reach it (``skipperdask.storage-options``).
+    environment : dict
+        The same as the usual ``AWS_*`` variables, for a process of its own.
+    """
+
+    def __init__(self):
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        class Quiet(MotoRequestHandler):
+            def log_request(self, *args):  # a line per request would flood the test output
+                pass
+
+        self.served = collections.Counter()  # "bucket/key" -> bytes of GET bodies
+        moto = DomainDispatcherApplication(create_backend_app)
+
+        def counting(environ, start_response):
+            body = moto(environ, start_response)
+            if environ["REQUEST_METHOD"] == "GET" and not environ.get("QUERY_STRING"):
+                body = list(body)
+                self.served[environ["PATH_INFO"].lstrip("/")] += sum(map(len, body))
+            return body
+
+        self._server = make_server("127.0.0.1", 0, counting, threaded=True,
+                                   request_handler=Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.endpoint_url = f"http://{host}:{port}"
+        self.storage_options = {"endpoint_url": self.endpoint_url, "key": "testing",
+                                "secret": "testing"}
+        self.environment = {"AWS_ENDPOINT_URL": self.endpoint_url,
+                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(**self.storage_options)
+
+    def new_bucket(self):
+        """A new, empty bucket's name."""
+        name = f"bucket-{uuid.uuid4().hex[:12]}"
+        self.filesystem().mkdir(name)
+        return name
+
+    def close(self):
+        self._server.shutdown()
+        self._thread.join()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 server on 127.0.0.1 for the whole session (:class:`S3Server`)."""
+    server = S3Server()
+    yield server
+    server.close()

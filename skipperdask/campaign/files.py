@@ -14,7 +14,9 @@ The original tool's rules, kept so that its users' command lines select the same
 - ``-r`` applies the name patterns in every subdirectory too;
 - the result is absolute paths, each file once, sorted naturally (``Img_2`` before ``Img_10``);
   a file is identified by its resolved real path, so that a symlinked directory or a ``./``
-  prefix does not select it twice.
+  prefix does not select it twice;
+- the same rules hold on an object store (``-d s3://bucket/campaign``, listed through
+  fsspec, its prefixes as directories); a file there is its normalised URL.
 
 Entries that match but cannot be images (a directory named ``Img_5.fits``, a broken or
 looping symbolic link, a FIFO or device, an unreadable entry) and a ``-f`` pattern that
@@ -30,12 +32,23 @@ directory, so with ``-r`` each directory gets its own table unless ``-o`` is abs
 import fnmatch
 import glob
 import os
+import posixpath
 import re
 import stat
 from typing import NamedTuple
 
 from ..catalogue import natural_key
 from ..errors import BadOptionError
+from ..io.storage import (
+    absolute,
+    dirname,
+    filesystem,
+    is_url,
+    join,
+    location,
+    remote_info,
+    url_of,
+)
 
 DEFAULT_PATTERN = r"Img_[0-9]+.fits"
 DEFAULT_OUTPUT = "img_preproc_out.txt"
@@ -83,6 +96,66 @@ def _search_dirs(directory, dir_part, recursive):
             yield root
 
 
+class _LocalFolders:
+    """The local file system, as :func:`find_files` walks it."""
+
+    search_dirs = staticmethod(_search_dirs)
+    isdir = staticmethod(os.path.isdir)
+    isfile = staticmethod(os.path.isfile)
+    exists = staticmethod(os.path.exists)
+    identity = staticmethod(os.path.realpath)  # a symlinked folder selects nothing twice
+    absolute = staticmethod(os.path.abspath)
+
+    @staticmethod
+    def entries(folder):
+        """``(name, path, problem)`` of every entry of a folder (problem None for a file)."""
+        return [(e.name, e.path, entry_problem(e.path)) for e in os.scandir(folder)]
+
+
+class _RemoteFolders:
+    """An object store's prefixes as folders (:mod:`skipperdask.io.storage`), walked as
+    :func:`find_files` walks local ones; a file is known by its normalised URL."""
+
+    def __init__(self, storage_options):
+        self.storage_options = storage_options
+        self.identity = self.absolute = location
+
+    def _fs(self, url):
+        return filesystem(url, self.storage_options)
+
+    def isdir(self, url):
+        fs, path = self._fs(url)
+        return fs.isdir(path)
+
+    def isfile(self, url):
+        fs, path = self._fs(url)
+        return fs.isfile(path)
+
+    def exists(self, url):
+        fs, path = self._fs(url)
+        return fs.exists(path)
+
+    def search_dirs(self, directory, dir_part, recursive):
+        fs, _ = self._fs(directory)
+        base = join(directory, dir_part)
+        tops = sorted(url_of(fs, p) for p in fs.glob(self._fs(base)[1])) \
+            if glob.has_magic(dir_part) else [base]
+        for top in tops:
+            if not self.isdir(top):
+                continue
+            yield top
+            if recursive:
+                folders = fs.find(self._fs(top)[1], withdirs=True, detail=True)
+                yield from sorted((url_of(fs, p) for p, e in folders.items()
+                                   if e.get("type") == "directory"), key=natural_key)
+
+    def entries(self, folder):
+        fs, path = self._fs(folder)
+        return [(posixpath.basename(e["name"].rstrip("/")), url_of(fs, e["name"]),
+                 "is a directory, not a file" if e.get("type") == "directory" else None)
+                for e in fs.ls(path, detail=True)]
+
+
 def entry_problem(path):
     """Why an entry cannot be an image file, in a few words, or None for a regular file.
 
@@ -112,7 +185,7 @@ def _looks_like_a_name(pattern):
     return re.fullmatch(r"[\w.+-]+", pattern) is not None
 
 
-def find_files(patterns=None, directory=".", recursive=False):
+def find_files(patterns=None, directory=".", recursive=False, storage_options=None):
     """The files a run processes, by the original tool's rules, and what was rejected.
 
     Parameters are those of :func:`select_files`.
@@ -133,46 +206,47 @@ def find_files(patterns=None, directory=".", recursive=False):
         patterns = [DEFAULT_PATTERN]
     elif isinstance(patterns, str | os.PathLike):
         patterns = [patterns]
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        problem = "is a file, not a directory" if os.path.exists(directory) else "no such directory"
-        raise BadOptionError(f"{os.path.abspath(directory)}: {problem}")
+    directory = location(directory)
+    folders = _RemoteFolders(storage_options) if is_url(directory) else _LocalFolders()
+    if not folders.isdir(directory):
+        problem = "is a file, not a directory" if folders.exists(directory) else \
+            "no such directory"
+        raise BadOptionError(f"{folders.absolute(directory)}: {problem}")
     found, rejected = set(), {}
     for pattern in map(os.fspath, patterns):
         dir_part, name_part = os.path.split(pattern)
         matched = False
-        for folder in _search_dirs(directory, dir_part, recursive):
-            named = os.path.join(folder, name_part)
-            if name_part and os.path.isfile(named):
-                found.add(os.path.realpath(named))
+        for folder in folders.search_dirs(directory, dir_part, recursive):
+            named = join(folder, name_part)
+            if name_part and folders.isfile(named):
+                found.add(folders.identity(named))
                 matched = True
                 continue
             try:
-                entries = list(os.scandir(folder))
+                entries = folders.entries(folder)
             except OSError as error:
-                rejected[folder] = f"cannot be listed ({error.strerror})"
+                rejected[folder] = f"cannot be listed ({error.strerror or error})"
                 continue
-            for entry in entries:
-                if not _name_matches(name_part, entry.name):
+            for name, path, problem in entries:
+                if not _name_matches(name_part, name):
                     continue
                 matched = True
-                problem = entry_problem(entry.path)
                 if problem is None:
-                    found.add(os.path.realpath(entry.path))
+                    found.add(folders.identity(path))
                 else:
-                    rejected.setdefault(os.path.abspath(entry.path), problem)
+                    rejected.setdefault(folders.absolute(path), problem)
         if not matched:
-            where = os.path.abspath(os.path.join(directory, dir_part))
+            where = folders.absolute(join(directory, dir_part))
             if _looks_like_a_name(name_part):
-                rejected[os.path.join(where, name_part)] = "no such file"
+                rejected[join(where, name_part)] = "no such file"
             else:
-                rejected[os.path.join(where, name_part)] = "the pattern matches no file"
+                rejected[join(where, name_part)] = "the pattern matches no file"
     return Selection(sorted(found, key=natural_key),
                      [Rejected(path, problem) for path, problem
                       in sorted(rejected.items(), key=lambda item: natural_key(item[0]))])
 
 
-def select_files(patterns=None, directory=".", recursive=False):
+def select_files(patterns=None, directory=".", recursive=False, storage_options=None):
     """The files a run processes, by the original tool's rules (see the module's docstring).
 
     Parameters
@@ -181,9 +255,13 @@ def select_files(patterns=None, directory=".", recursive=False):
         Regular expressions, shell wildcards or file names (``-f``); default
         ``Img_[0-9]+.fits``.
     directory : str or os.PathLike
-        The processed directory (``-d``); relative patterns are taken in it.
+        The processed directory (``-d``); relative patterns are taken in it. A URL
+        (``s3://bucket/campaign``) is listed through fsspec, with the same rules; its files
+        are known by their normalised URLs.
     recursive : bool
         Also look in every subdirectory (``-r``).
+    storage_options : dict, optional
+        The file system's arguments of a URL (``skipperdask.storage-options``).
 
     Returns
     -------
@@ -191,7 +269,7 @@ def select_files(patterns=None, directory=".", recursive=False):
         Resolved absolute paths of regular files, each once, sorted naturally (the rejected
         entries of :func:`find_files` left out).
     """
-    return find_files(patterns, directory, recursive).paths
+    return find_files(patterns, directory, recursive, storage_options).paths
 
 
 def seed_table_path(directory, output=DEFAULT_OUTPUT):
@@ -208,9 +286,9 @@ def seed_table_path(directory, output=DEFAULT_OUTPUT):
     Returns
     -------
     str
-        Absolute path of the table.
+        Absolute path (or URL) of the table.
     """
-    return os.path.abspath(os.path.join(directory, output))
+    return absolute(join(directory, output))
 
 
 def tables_for(paths, output=DEFAULT_OUTPUT):
@@ -230,14 +308,15 @@ def tables_for(paths, output=DEFAULT_OUTPUT):
         Table path → absolute paths of its files, in natural order; tables in natural order.
     """
     groups = {}
-    for path in sorted(map(os.path.abspath, paths), key=natural_key):
-        groups.setdefault(seed_table_path(os.path.dirname(path), output), []).append(path)
+    for path in sorted(map(absolute, paths), key=natural_key):
+        groups.setdefault(seed_table_path(dirname(path), output), []).append(path)
     return dict(sorted(groups.items(), key=lambda item: natural_key(item[0])))
 
 
-def files_to_process(paths, catalogue, reprocess=False):
+def files_to_process(paths, catalogue, reprocess=False, storage_options=None):
     """The paths to process: not yet in the catalogue, failed before (a transient failure
-    or a file since repaired), or changed since (size or mtime); all of them to reprocess.
+    or a file since repaired), or changed since (size or mtime; of a URL, its listing's);
+    all of them to reprocess.
 
     Returns
     -------
@@ -247,18 +326,24 @@ def files_to_process(paths, catalogue, reprocess=False):
     todo, skipped = [], []
     seen = set()
     for path in paths:
-        path = os.path.realpath(path)
+        path = location(path) if is_url(path) else os.path.realpath(path)
         if path in seen:
             continue
         seen.add(path)
         entry = done.get(path)
         if entry is not None and entry.ok:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                stat = None
-            if stat is not None and (stat.st_size, stat.st_mtime) == tuple(entry[:2]):
+            if _size_and_mtime(path, storage_options) == tuple(entry[:2]):
                 skipped.append(path)
                 continue
         todo.append(path)
     return todo, skipped
+
+
+def _size_and_mtime(path, storage_options):
+    try:
+        if is_url(path):
+            return tuple(remote_info(path, storage_options)[1:])
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime

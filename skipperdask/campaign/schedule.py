@@ -14,7 +14,6 @@ entry holding its error.
 """
 
 import contextlib
-import dataclasses
 import errno
 import os
 import time
@@ -27,6 +26,7 @@ from ..blas import SingleThreadedBLAS
 from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
 from ..errors import CatalogueError, Interrupted
+from ..io.storage import location
 from .cluster import distributed_logs_silenced, sigint_ignored, stop_local_workers
 from .files import files_to_process
 from .progress import Progress, Summary
@@ -40,9 +40,11 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     Parameters
     ----------
     paths : iterable of str
-        The FITS files.
+        The FITS files: paths, or URLs (``s3://bucket/campaign/Img_1.fits``, read by byte
+        range on the workers, with ``options.storage_options``).
     catalogue : str or os.PathLike
-        The Zarr store; created, or extended and updated.
+        The Zarr store; created, or extended and updated. A URL puts it on an object store
+        (``s3://bucket/campaign.zarr``), its CSV beside it written whole at the end of the run.
     client : distributed.Client, optional
         The cluster to use; default a local cluster on loopback, closed at the end (see
         :func:`skipperdask.campaign.connect`).
@@ -75,8 +77,9 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The whole catalogue. ``.attrs["summary"]`` says how the run went.
     """
     options = options or Options.from_config()
-    store = Catalogue(catalogue, header_variables=options.header_variables)
-    todo, skipped = files_to_process(paths, store, reprocess)
+    store = Catalogue(catalogue, header_variables=options.header_variables,
+                      storage_options=options.storage_options)
+    todo, skipped = files_to_process(paths, store, reprocess, options.storage_options)
     summary = Summary(skipped=len(skipped))
     interrupted = False
     owned = client is None
@@ -87,7 +90,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
             client = stack.enter_context(connect(options=ClusterOptions.from_config()))
         else:  # a client of the caller's: its workers too
             client.register_plugin(SingleThreadedBLAS())
-        writer = CatalogueWriter(store, dataclasses.asdict(options),
+        writer = CatalogueWriter(store, options.provenance(),
                                  csv or _default_csv(catalogue), seed_tables, commit_seconds)
         stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
         bar = Progress(len(todo), enabled=progress)
@@ -107,7 +110,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     bar.close(summary)
     if interrupted:
         raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
-                          f"{os.path.abspath(store.path)}; run again to resume")
+                          f"{store.path}; run again to resume")
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
     dataset.attrs["errors"] = list(summary.errors)
@@ -146,7 +149,8 @@ class _Campaign:
         for future, result in self.futures:
             path = self.path_of.pop(future.key)
             if _is_error(result):  # the file's own failure: record it, go on
-                result = Measured(failed_record(path, _error_of(result)))
+                result = Measured(failed_record(path, _error_of(result),
+                                                  self.options.storage_options))
             future.release()
             match result:
                 case Measured(record):
@@ -230,11 +234,11 @@ def _disk_full_named(close, path):
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise CatalogueError(
-            f"{os.path.abspath(path)}: {error.strerror} while committing; the catalogue keeps "
+            f"{path}: {error.strerror} while committing; the catalogue keeps "
             "its last committed version: free some space (or give another --catalogue) and "
             "run again to resume") from error
 
 
 def _default_csv(catalogue):
-    root, _ = os.path.splitext(os.fspath(catalogue).rstrip("/"))
+    root, _ = os.path.splitext(location(catalogue).rstrip("/"))
     return root + ".csv"

@@ -26,6 +26,7 @@ from ..catalogue import ImageRecord
 from ..errors import BadFileError, SkipperError
 from ..io.layout import FileLayout, scan_file
 from ..io.opened import kept_open
+from ..io.storage import is_url, remote_info
 
 # The pixel pass (statistics, io.array: numba and dask.array) and the fits (metrics) are
 # imported inside the functions that use them, on the workers: the client that submits
@@ -70,7 +71,8 @@ def file_task(path, options, whole=True):
     start = time.perf_counter()
     try:
         with kept_open(path):  # the headers parsed once, for the scan and the reads
-            layout = scan_file(path, polarity=options.polarity)
+            layout = scan_file(path, polarity=options.polarity,
+                               storage_options=options.storage_options)
             nrows = layout.shape[1]  # one (amp, row, col, skip) array, as open_image requires
             large = max(a.nbytes for a in layout.amps) > options.chunk_bytes
             statistics_bytes = (sum(a.nrows * a.ncols for a in layout.amps)
@@ -82,7 +84,7 @@ def file_task(path, options, whole=True):
             statistics = combined(chunks, scheduler="sync")
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:  # a corrupt tile, no finite value: found while reading
-        return Measured(failed_record(path, error))
+        return Measured(failed_record(path, error, options.storage_options))
     return Measured(file_record(layout, metrics, time.perf_counter() - start))
 
 
@@ -127,7 +129,7 @@ def fit_task(layout, options, parts_per_amp, started):
         statistics = [ImageStatistics.combine(parts) for parts in parts_per_amp]
         metrics = _measure(layout, statistics, options)
     except BadFileError as error:
-        return Measured(failed_record(layout.path, error))
+        return Measured(failed_record(layout.path, error, layout.storage_options))
     return Measured(file_record(layout, metrics, time.time() - started))
 
 
@@ -163,12 +165,15 @@ def file_record(layout, metrics, elapsed):
     )
 
 
-def failed_record(path, error):
+def failed_record(path, error, storage_options=None):
     """The catalogue record of a file that failed: its error (the message of a
     :class:`~skipperdask.errors.SkipperError`, else the error's type and message)."""
     try:
-        stat = os.stat(path)
-        size, mtime = stat.st_size, stat.st_mtime
+        if is_url(path):
+            _, size, mtime = remote_info(path, storage_options)
+        else:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime
     except OSError:
         size, mtime = 0, 0.0
     if isinstance(error, SkipperError):

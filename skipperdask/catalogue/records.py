@@ -7,7 +7,6 @@ for the layout).
 import datetime
 import json
 import math
-import os
 import re
 from collections import namedtuple
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CatalogueError
+from ..io.storage import absolute
 
 #: header keywords that date an image, by preference
 TIME_KEYWORDS = ("DATE-OBS", "DATEINI", "DATESTART", "DATE")
@@ -307,7 +307,7 @@ def block_from_record(record, committed, taken, keywords=None):
 
     error = record.error or ("" if metrics is not None else "no metrics were computed")
     when, time_source = _image_time(record)
-    put("path", (), np.array(os.path.abspath(record.path), dtype=object))
+    put("path", (), np.array(absolute(record.path), dtype=object))
     put("status", (), np.array("ok" if not error else "failed", dtype=object))
     put("error", (), np.array(error, dtype=object))
     put("time", (), when)

@@ -7,6 +7,8 @@ opens it; ``cp -r``, ``rsync`` and ``tar`` copies open too). Every variable over
 chunked by :data:`~.zarrio.IMAGE_CHUNK` images (10⁶ images: 245 objects per array), whole
 along its other dimensions; images are in the order they were committed (within a commit,
 natural order of their paths). Beside it, ``<path>.lock`` serialises commits (``fcntl.flock``).
+The path may be a URL of an object store (``s3://bucket/campaign.zarr``, through fsspec:
+:mod:`.objects`); ``xr.open_zarr(url, storage_options=…)`` opens it.
 
 The commit protocol
 -------------------
@@ -44,10 +46,20 @@ one atomic step), else moved in by two renames, of which a kill between is repai
 next open (a complete ``<path>.rewrite-…`` and no ``<path>``: it is moved in). The pipeline
 (:class:`~.writer.CatalogueWriter`) commits the replacements of a run together, once. A lazy
 ``xr.open_zarr`` kept open across a rewrite may read the new store's chunks (``to_dataset``
-and the index read at once). An object store has no rename: there a rewrite would have to
-go through a new prefix and a pointer object, which the catalogue does not do yet (it writes
-to local and shared POSIX file systems; the append protocol above needs nothing more than
-whole-object PUTs).
+and the index read at once).
+
+On an object store
+------------------
+The append protocol above needs nothing but whole-object PUTs, which S3 and its kind make
+atomic; nothing there is fsync'ed or renamed. An object store has no rename, so a rewrite
+(:func:`.zarrio.rewrite_in_place`) goes over the store in place without touching what the
+committed root refers to: its arrays' chunks use the other chunk key encoding (``c.0.0`` and
+``0.0`` alternate from one rewrite to the next), so the new chunks are new objects; then the
+arrays' metadata, then the root (the commit point), and only then the old chunks are removed.
+A kill before the root leaves the old catalogue and unreferenced objects, which the next
+rewrite removes first (an append never reads an array's own metadata, only the root's). The
+store stays a plain Zarr store at its URL: ``xr.open_zarr(url, storage_options=…)`` opens it.
+A reader that opened the old root lazily and reads after a rewrite finds its chunks gone.
 
 Measured (``python benchmarks/catalogue.py``, 4 amplifiers, 150 header keywords, a busy
 2-core machine): adding 50 images to catalogues of 10², 10³, 10⁴ and 10⁵ images takes 0.9-1.2,
@@ -58,8 +70,10 @@ reading ``skNoise`` whole 0.035 s at 10⁵.
 Exactly once: the lock makes commits one at a time, and each commit first rereads the index
 (``path``, ``size``, ``mtime``, ``status``) when another process committed since; a path already
 there is replaced, never added twice. Two runs on one catalogue therefore keep each other's
-images. ``fcntl.flock`` works on local file systems and most NFS; an object store has no lock,
-so there one writer at a time (the campaign's client) is assumed.
+images. ``fcntl.flock`` works on local file systems and most NFS. On an object store the lock is
+an object, ``<url>.lock``, created only if absent (a conditional PUT, ``If-None-Match: *``) and
+removed after the commit; one left by a killed run is broken at once by a run of the same host
+(the owner's process is gone), else after :data:`~.objects.LOCK_LEASE` seconds.
 
 The CSV beside it
 -----------------
@@ -67,15 +81,16 @@ The CSV (one row per image × amplifier) is appended, as the store is: after the
 rows for the new images are appended. The root attributes record its size before them and the
 first image they belong to; a run that finds the CSV shorter (killed before or during the
 append) cuts it to that size and appends those images' rows again. A new column (a new
-variable), a rewrite or a CSV that does not match rewrites it whole (atomically).
+variable), a rewrite or a CSV that does not match rewrites it whole (atomically). A CSV at a
+URL cannot be appended to: the campaign (:class:`~.writer.CatalogueWriter`) writes it whole,
+once, at the end of each run (one PUT; its cost grows with the catalogue, once per run, not
+per commit), and :meth:`Catalogue.add` given one writes it whole at every commit.
 """
 
 import contextlib
 import datetime
-import glob
 import json
 import os
-import shutil
 import uuid
 import warnings
 
@@ -83,8 +98,10 @@ import numpy as np
 import xarray as xr
 
 from ..errors import CatalogueError
+from ..io.storage import absolute, is_url
 from ..version import __version__
-from . import zarrio
+from . import renames, zarrio
+from .objects import LocalObjects, objects_at
 from .records import (
     RESERVED,
     Entry,
@@ -97,16 +114,17 @@ from .records import (
     natural_key,
 )
 from .tables import format_seed_table
-from .textfiles import append_text, csv_text, first_line, unique, write_text_atomically
+from .textfiles import append_text, csv_text, first_line, write_text_atomically
 
 _US = xr.coders.CFDatetimeCoder(time_unit="us")
 
 
-def _open(path, **kwargs):
-    """``xr.open_zarr`` with times in microseconds (any year)."""
+def _open(objects, **kwargs):
+    """``xr.open_zarr`` of the store in ``objects`` with times in microseconds (any year)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-        return xr.open_zarr(path, consolidated=True, decode_times=_US, **kwargs)
+        return xr.open_zarr(**objects.zarr_arguments(), consolidated=True, decode_times=_US,
+                            **kwargs)
 
 
 class Catalogue:
@@ -115,14 +133,19 @@ class Catalogue:
     Parameters
     ----------
     path : str or os.PathLike
-        The store (``xr.open_zarr(path)`` opens it). It need not exist yet.
+        The store (``xr.open_zarr(path)`` opens it), or its URL (``s3://bucket/cat.zarr``;
+        ``xr.open_zarr(url, storage_options=…)``). It need not exist yet.
     header_variables : int, optional
         At most this many header keywords become variables (``skipperdask.header-variables``
         at the edge); the others are kept per image in ``header_json``. Default: no limit.
+    storage_options : dict, optional
+        The file system's arguments of a URL (``skipperdask.storage-options``).
     """
 
-    def __init__(self, path, header_variables=None):
-        self.path = os.path.abspath(os.fspath(path))
+    def __init__(self, path, header_variables=None, storage_options=None):
+        self.objects = objects_at(path, storage_options)
+        self.path = self.objects.path
+        self.storage_options = storage_options
         self.header_variables = header_variables
         self._commit = None  # the commit the index below is of
         self._index = {}  # path -> row
@@ -135,62 +158,38 @@ class Catalogue:
 
     # -- the store's state --------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def _locked(self):
-        import fcntl
-
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path + ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return self.objects.locked()
 
     def _root(self):
-        return zarrio.root_metadata(self.path) if os.path.isdir(self.path) else None
+        if not (self.objects.remote or os.path.isdir(self.path)):
+            return None
+        return zarrio.root_metadata(self.objects)
 
     def _needs_care(self):
         """Whether the store must be repaired or converted (only under the lock)."""
-        if glob.glob(glob.escape(self.path) + ".rewrite-*"):
-            return True
-        if not os.path.lexists(self.path):
-            return os.path.isdir(self.path + ".versions")
-        if os.path.islink(self.path):
+        if self.objects.remote:  # never renamed nor linked there
+            return False
+        if renames.needs_repair(self.path):
             return True
         root = self._root()
-        return root is not None and root.get("attributes", {}).get("catalogue_format") != \
-            zarrio.FORMAT
+        return root is not None and not _current_format(root)
 
     def _repair(self):
         """Under the lock: finish a rewrite killed between its renames, convert a catalogue of
         an earlier version (a link into ``<path>.versions``, or a plain directory), and remove
         what killed commits left beside the store."""
-        rewrites = sorted(glob.glob(glob.escape(self.path) + ".rewrite-*"), key=os.path.getmtime)
-        if not os.path.lexists(self.path):
-            complete = [d for d in rewrites if zarrio.root_metadata(d) is not None]
-            if complete:
-                os.rename(complete[-1], self.path)
-            elif os.path.isdir(self.path + ".versions"):  # killed in an earlier version's switch
-                versions = sorted(glob.glob(os.path.join(self.path + ".versions", "v[0-9]*")))
-                if versions:
-                    os.symlink(versions[-1], self.path)
-        for leftover in glob.glob(glob.escape(self.path) + ".rewrite-*"):
-            if os.path.islink(leftover) or not os.path.isdir(leftover):
-                os.remove(leftover)
-            else:
-                shutil.rmtree(leftover, ignore_errors=True)
+        renames.finish(self.path, lambda d: zarrio.root_metadata(LocalObjects(d)) is not None)
         root = self._root()
-        if root is not None and root.get("attributes", {}).get("catalogue_format") != \
-                zarrio.FORMAT:
-            with _open(self.path, chunks=None) as old:
+        if root is not None and not _current_format(root):
+            with _open(self.objects, chunks=None) as old:
                 ds = old.load()
             for name, var in ds.variables.items():
                 if var.dtype.kind in "TUS":  # numpy's StringDType, as zarr gave them
                     ds[name] = var.astype(object)
             ds.attrs["catalogue_format"] = zarrio.FORMAT
             self._replace(ds)
-        shutil.rmtree(self.path + ".versions", ignore_errors=True)
+        renames.forget_versions(self.path)
 
     def _refresh(self, locked=False):
         """The index of what is committed now (``locked``: the caller holds the lock)."""
@@ -199,7 +198,7 @@ class Catalogue:
                 if self._needs_care():
                     self._repair()
         root = self._root()
-        if root is None and os.path.isdir(self.path) and os.listdir(self.path):
+        if root is None and self.objects.holds_foreign_objects():
             # never taken for an empty catalogue: a commit would replace the folder
             raise CatalogueError(f"{self.path}: not a skipperdask catalogue (a folder without "
                                  "zarr.json; give the .zarr folder a run wrote)")
@@ -207,7 +206,7 @@ class Catalogue:
         if root is None:
             self._commit, self._index, self._entries, self._nimages = None, {}, {}, 0
         elif commit != self._commit or self._commit is None:
-            with _open(self.path, chunks=None) as ds:
+            with _open(self.objects, chunks=None) as ds:
                 index = ds[["size", "mtime", "status"]].load() if "path" in ds else None
             if index is None:
                 paths = []
@@ -236,7 +235,7 @@ class Catalogue:
         """
         if self._refresh() is None:
             return xr.Dataset()
-        with _open(self.path, chunks=None) as ds:
+        with _open(self.objects, chunks=None) as ds:
             return ds.load()
 
     def processed(self):
@@ -253,7 +252,7 @@ class Catalogue:
 
     def holds(self, path):
         """Whether ``path`` has an entry (as of the last commit this object knows of)."""
-        return os.path.abspath(path) in self._index
+        return absolute(path) in self._index
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -269,9 +268,10 @@ class Catalogue:
             The run's options, kept as JSON in the ``options`` attribute (default: keep the
             previous ones).
         csv : str or os.PathLike, optional
-            The CSV kept beside the store: the batch's rows are appended to it.
+            The CSV kept beside the store: the batch's rows are appended to it (at a URL,
+            it is written whole).
         """
-        records = {os.path.abspath(r.path): r for r in records}
+        records = {absolute(r.path): r for r in records}
         if not records:
             return
         records = dict(sorted(records.items(), key=lambda item: natural_key(item[0])))
@@ -279,9 +279,10 @@ class Catalogue:
         with self._locked():
             root = self._refresh(locked=True)
             attributes = {} if root is None else root.get("attributes", {})
-            labels, stored = ({}, {}) if root is None else zarrio.stored_variables(self.path,
+            labels, stored = ({}, {}) if root is None else zarrio.stored_variables(self.objects,
                                                                                 root)
-            if csv is not None:
+            remote_csv = csv is not None and is_url(csv)
+            if csv is not None and not remote_csv:
                 self._check_csv(os.path.abspath(csv), attributes)
             keyword_names = [n for n, (_, _, a) in stored.items() if "header_keyword" in a]
             taken = RESERVED.union(
@@ -303,21 +304,21 @@ class Catalogue:
             new = self._appendable(labels, stored, blocks, attrs, records)
             csv_full = True
             if new is not None:
-                csv_full = csv is None or first_line(csv) != csv_text(new).split("\n", 1)[0] \
-                    + "\n"
-                attrs["csv"] = json.dumps({"path": None if csv is None else os.path.abspath(csv),
+                csv_full = csv is None or remote_csv or \
+                    first_line(csv) != csv_text(new).split("\n", 1)[0] + "\n"
+                attrs["csv"] = json.dumps({"path": None if csv is None else absolute(csv),
                                            "bytes": None if csv_full else os.path.getsize(csv),
                                            "from": self._nimages})
                 new.attrs.update(attrs)
-                zarrio.append(self.path, new, self._nimages, root)
+                zarrio.append(self.objects, new, self._nimages, root)
             else:
                 attrs["csv"] = json.dumps({"path": None, "bytes": None, "from": 0})
                 self._rewrite(blocks, attrs, records)
             start = self._nimages
             if new is not None:  # the index follows without reading the store again
                 for i, r in enumerate(records.values()):
-                    self._index[os.path.abspath(r.path)] = start + i
-                    self._entries[os.path.abspath(r.path)] = Entry(int(r.size), float(r.mtime),
+                    self._index[absolute(r.path)] = start + i
+                    self._entries[absolute(r.path)] = Entry(int(r.size), float(r.mtime),
                                                                     r.ok)
                 self._nimages, self._commit = start + len(records), attrs["commit"]
             else:
@@ -326,7 +327,7 @@ class Catalogue:
                 if csv_full:
                     self.write_csv(csv)
                 else:
-                    with _open(self.path, chunks=None) as ds:
+                    with _open(self.objects, chunks=None) as ds:
                         self._append_csv(csv, ds.isel(image=slice(start, None)).load())
                 self._csv_checked = self._commit
 
@@ -348,7 +349,7 @@ class Catalogue:
 
     def _rewrite(self, blocks, attrs, records):
         if self._nimages:
-            with _open(self.path, chunks=None) as stored:
+            with _open(self.objects, chunks=None) as stored:
                 old = stored.load()
             keep = ~np.isin(old.path.values.astype(object), list(records))
             old_blocks = [block_from_dataset(old.isel(image=keep))]
@@ -364,27 +365,12 @@ class Catalogue:
         self._replace(ds)
 
     def _replace(self, ds):
-        """A rewrite: the whole store, written beside it, then exchanged with it."""
-        tmp = f"{self.path}.rewrite-{unique()}"
-        try:
-            zarrio.write_new(tmp, ds)
-        except BaseException:  # a full disk, say: no half-written rewrite left behind
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if not os.path.lexists(self.path):
-            os.rename(tmp, self.path)
+        """A rewrite: the whole store, written beside it, then exchanged with it (on an object
+        store, over it: :func:`.zarrio.rewrite_in_place`)."""
+        if self.objects.remote:
+            zarrio.rewrite_in_place(self.objects, ds, self._root())
             return
-        if not zarrio.exchange(tmp, self.path):
-            aside = f"{self.path}.rewrite-old-{unique()}"
-            os.rename(self.path, aside)
-            os.rename(tmp, self.path)  # a kill before this: repaired on the next open
-            tmp = aside
-        with contextlib.suppress(OSError):
-            zarrio._fsync_dir(os.path.dirname(self.path))
-        if os.path.islink(tmp) or not os.path.isdir(tmp):
-            os.remove(tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        renames.replace_directory(self.path, lambda tmp: zarrio.write_new(LocalObjects(tmp), ds))
 
     # -- the CSV ------------------------------------------------------------------------------
 
@@ -399,7 +385,7 @@ class Catalogue:
         if book.get("path") == csv and book.get("bytes") is not None and size >= book["bytes"]:
             with open(csv, "r+b") as f:
                 f.truncate(book["bytes"])
-            with _open(self.path, chunks=None) as ds:
+            with _open(self.objects, chunks=None) as ds:
                 self._append_csv(csv, ds.isel(image=slice(book["from"], None)).load())
         else:
             self.write_csv(csv)
@@ -419,7 +405,7 @@ class Catalogue:
         ----------
         path : str or os.PathLike
         """
-        write_text_atomically(path, csv_text(self.to_dataset()))
+        write_text_atomically(path, csv_text(self.to_dataset()), self.storage_options)
 
     def format_seed_table(self, paths=None):
         """The original tool's text table (``-p`` prints it); see :func:`format_seed_table`."""
@@ -435,7 +421,12 @@ class Catalogue:
         paths : iterable of str, optional
             Only these files (e.g. those of one directory); default all.
         """
-        write_text_atomically(path, format_seed_table(self.to_dataset(), paths))
+        write_text_atomically(path, format_seed_table(self.to_dataset(), paths),
+                              self.storage_options)
+
+
+def _current_format(root):
+    return root.get("attributes", {}).get("catalogue_format") == zarrio.FORMAT
 
 
 def _storage(dtype):

@@ -3,11 +3,11 @@ original tool (damicm-image-preproc)."""
 
 import csv
 import io
-import os
 
 import numpy as np
 
 from ..io.layout import SAMPLE_KEYWORDS
+from ..io.storage import absolute
 from .records import IMAGE_VARIABLES, fill_value, natural_key, storage_dtype
 
 #: the original tool's columns, in its order (the original image_preproc.py's table)
@@ -67,7 +67,7 @@ class _Cells:
         row for an image that has none (a file that failed before its amplifiers were known)."""
         if "path" not in self.values:
             return []
-        wanted = None if paths is None else {os.path.abspath(p) for p in paths}
+        wanted = None if paths is None else {absolute(p) for p in paths}
         present = self.values["amp_present"]
         rows = []
         for i, path in enumerate(self.values["path"]):

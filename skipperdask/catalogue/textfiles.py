@@ -5,17 +5,22 @@ import uuid
 
 import xarray as xr
 
+from ..io.storage import is_url, write_remote
+from .objects import write_whole
 from .tables import format_csv
-from .zarrio import write_whole
 
 
 def unique():
     return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def write_text_atomically(path, text):
-    """Write a text file whole or not at all (:func:`.zarrio.write_whole`)."""
-    write_whole(os.path.abspath(path), text.encode("utf-8"))
+def write_text_atomically(path, text, storage_options=None):
+    """Write a text file whole or not at all (:func:`.objects.write_whole`; at a URL, one
+    PUT)."""
+    if is_url(path):
+        write_remote(path, text.encode("utf-8"), storage_options)
+    else:
+        write_whole(os.path.abspath(path), text.encode("utf-8"))
 
 
 def csv_text(ds, header=True):

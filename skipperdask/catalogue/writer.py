@@ -5,6 +5,8 @@ import threading
 import time
 from queue import Empty, SimpleQueue
 
+from ..io.storage import is_url
+
 #: seconds between catalogue commits, at least: a killed run loses no more work than this
 DEFAULT_COMMIT_SECONDS = 5.0
 #: records replacing entries are held back and committed together (one rewrite of the store)
@@ -22,7 +24,8 @@ class CatalogueWriter:
     options : dict
         The run's options, kept in the catalogue's provenance.
     csv : str
-        The CSV table, appended at each commit.
+        The CSV table, appended at each commit; at a URL (an object store, where nothing is
+        appended), written whole at the end of the run.
     seed_tables : dict of str to list of str
         The original tool's text tables written at the end: table path -> its files.
     commit_seconds : float, optional
@@ -98,13 +101,15 @@ class CatalogueWriter:
         held = self._held
         held.extend(r for r in batch if self.store.holds(r.path))
         new = [r for r in batch if not self.store.holds(r.path)]
+        # an object has no append: a CSV on one is written whole, once, at the end
+        csv = None if is_url(self.csv) else self.csv
         if new:
-            self.store.add(new, options=self.options, csv=self.csv)
+            self.store.add(new, options=self.options, csv=csv)
         if held and (ending or len(held) >= REPLACEMENTS_HELD):
-            self.store.add(held, options=self.options, csv=self.csv)
+            self.store.add(held, options=self.options, csv=csv)
             held.clear()
-        if ending and os.path.exists(self.store.path):
-            if not os.path.exists(self.csv):
+        if ending and self.store.objects.exists():
+            if csv is None or not os.path.exists(csv):
                 self.store.write_csv(self.csv)
             for table, listed in self.seed_tables.items():
                 self.store.write_seed_table(table, listed)

@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..errors import SkipperError
+from ..io.storage import is_url
 from .arguments import add_cluster_options, add_metric_options, connect, print_dashboard
 
 
@@ -27,7 +28,9 @@ def add_parser(subparsers):
                         help="the original tool's text table, written in the processed "
                         "directory unless absolute (default: img_preproc_out.txt)")
     parser.add_argument("-d", "--directory", default=".", metavar="DIR",
-                        help="directory of the files (default: the current directory)")
+                        help="directory of the files, or a URL of an object store's prefix "
+                        "(s3://bucket/campaign; see skipperdask.storage-options) (default: the "
+                        "current directory)")
     parser.add_argument("-a", "--all", action="store_true",
                         help="reprocess files already in the catalogue")
     parser.add_argument("-r", "--recursive", action="store_true",
@@ -36,8 +39,9 @@ def add_parser(subparsers):
     parser.add_argument("-p", "--print", action="store_true",
                         help="print the text table instead of writing it")
     parser.add_argument("--catalogue", metavar="PATH",
-                        help="the Zarr catalogue (default: beside the output file, "
-                        "img_preproc_out.zarr, with img_preproc_out.csv)")
+                        help="the Zarr catalogue, a path or a URL (s3://bucket/cat.zarr) "
+                        "(default: beside the output file, img_preproc_out.zarr, with "
+                        "img_preproc_out.csv)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cluster_options(parser)
     add_metric_options(parser)
@@ -50,24 +54,26 @@ def run(args):
     from ..campaign.files import DEFAULT_PATTERN, find_files
     from ..catalogue import Catalogue, natural_key
     from ..config import Options, settings
+    from ..io.storage import absolute, join
 
     output = args.output or settings()["output"]
-    paths, rejected = find_files(args.filenames, args.directory, args.recursive)
+    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
+                                  chunk_bytes=args.chunk_bytes)
+    paths, rejected = find_files(args.filenames, args.directory, args.recursive,
+                                 options.storage_options)
     for entry in rejected:
         print(f"warning: {entry}", file=sys.stderr, flush=True)
     if not paths:
         raise SkipperError(f"no file matches {' '.join(args.filenames or [DEFAULT_PATTERN])} "
-                           f"in {os.path.abspath(args.directory)}"
+                           f"in {absolute(args.directory)}"
                            f"{_pattern_hint(args)}")
     tables = tables_for(paths, output)
     if args.catalogue:
-        catalogue = args.catalogue
+        catalogue = absolute(args.catalogue)
     else:
-        table = os.path.join(os.path.abspath(args.directory), output)
+        table = join(absolute(args.directory), output)
         catalogue = os.path.splitext(table)[0] + ".zarr"
-    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
-                                  chunk_bytes=args.chunk_bytes)
-    print(f"{len(paths)} files, catalogue {os.path.abspath(catalogue)}", flush=True)
+    print(f"{len(paths)} files, catalogue {catalogue}", flush=True)
     with connect(args) as client:
         print_dashboard(client)
         dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
@@ -80,13 +86,14 @@ def run(args):
     for error in sorted(dataset.attrs.get("errors", []), key=natural_key):
         print(f"failed: {error}", file=sys.stderr, flush=True)
     if args.print:
-        print(Catalogue(catalogue).format_seed_table(paths), end="")  # it ends with a newline
+        print(Catalogue(catalogue, storage_options=options.storage_options)
+              .format_seed_table(paths), end="")  # it ends with a newline
     return 0
 
 
 def _pattern_hint(args):
     """A hint when the default pattern finds nothing but compressed images are there."""
-    if args.filenames:
+    if args.filenames or is_url(args.directory):
         return ""
     compressed = glob.glob(os.path.join(glob.escape(args.directory), "*.fz"))
     if not compressed:

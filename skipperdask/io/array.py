@@ -73,7 +73,8 @@ def open_image(path, *, chunks=None, polarity=None, options=None):
         amplifiers differ in shape.
     """
     options = (options or Options.from_config()).updated(polarity=polarity)
-    layout = scan_file(path, polarity=options.polarity)
+    layout = scan_file(path, polarity=options.polarity,
+                       storage_options=options.storage_options)
     dataset = dataset_from_layout(layout)
     pixels = dataset["pixels"]
     chunks = default_chunks(layout, options.chunk_bytes) | (chunks or {})

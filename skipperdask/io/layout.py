@@ -13,12 +13,12 @@ names the file and the problem. Files are only ever opened read-only.
 import dataclasses
 import os
 import warnings
-from stat import S_ISDIR, S_ISREG
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFileError, BadOptionError
+from .inputs import regular_file
 from .opened import open_fits
 
 SAMPLE_KEYWORDS = ("NDCMS", "NDCM", "NSAMP")
@@ -38,7 +38,7 @@ class AmpLayout:
     Attributes
     ----------
     path : str
-        Absolute path of the file.
+        Absolute path of the file, or its URL (:mod:`.storage`).
     hdu : int
         Index of the image HDU in the file.
     name : str
@@ -70,6 +70,8 @@ class AmpLayout:
     bzero: float
     data_offset: int | None
     compressed: bool
+    #: the file system's arguments of a URL (:mod:`.storage`); not shown, not compared
+    storage_options: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def row_length(self):
@@ -110,7 +112,7 @@ class FileLayout:
     Attributes
     ----------
     path : str
-        Absolute path.
+        Absolute path, or URL.
     size : int
         Bytes, when scanned.
     mtime : float
@@ -132,6 +134,7 @@ class FileLayout:
     polarity: int
     polarity_source: str
     amps: tuple
+    storage_options: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def shape(self):
@@ -206,15 +209,18 @@ def resolve_polarity(path, primary_header, polarity=None):
     return (1, source) if source else (-1, "default")
 
 
-def scan_file(path, *, polarity=None):
+def scan_file(path, *, polarity=None, storage_options=None):
     """Read the headers of a skipper-CCD FITS file, never its pixels.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The FITS file (``.fits``, ``.fz``, ``.fits.fz``).
+        The FITS file (``.fits``, ``.fz``, ``.fits.fz``), or its URL (``s3://…``: its headers
+        read by range, :func:`.storage.open_remote`).
     polarity : {+1, -1, None}, optional
         Overrides the rule of :func:`resolve_polarity`.
+    storage_options : dict, optional
+        The file system's arguments of a URL (:func:`.storage.filesystem`).
 
     Returns
     -------
@@ -235,20 +241,12 @@ def scan_file(path, *, polarity=None):
     file's name contains ``Avg``, when the primary header says ``IMAGE = 'averaged'``, or
     when ``NAXIS1`` equals the header's ``NCOL``.
     """
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    try:
-        stat = os.stat(path)
-    except OSError as error:
-        raise BadFileError(path, f"cannot be read: {error.strerror}") from error
-    if not S_ISREG(stat.st_mode):  # a FIFO would block the open; a directory is no image
-        kind = "a directory" if S_ISDIR(stat.st_mode) else "not a regular file (FIFO or device)"
-        raise BadFileError(path, f"is {kind}")
-    _refuse_whole_file_compression(path)
+    path, size, mtime = regular_file(path, storage_options)
     # astropy reports truncated or damaged files with warnings: catch them and say what is wrong
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with open_fits(path, memmap=False, lazy_load_hdus=True) as hdul:
+            with open_fits(path, storage_options, memmap=False, lazy_load_hdus=True) as hdul:
                 primary_header = _header_dict(hdul[0].header)
                 images = [
                     (
@@ -271,7 +269,8 @@ def scan_file(path, *, polarity=None):
         raise BadFileError(path, f"truncated or corrupt header ({damaged})")
     if not images:
         raise BadFileError(path, "no image data: no HDU holds a 2-D image")
-    amps = tuple(_amp_layout(path, primary_header, stat.st_size, *image) for image in images)
+    amps = tuple(dataclasses.replace(_amp_layout(path, primary_header, size, *image),
+                                     storage_options=storage_options) for image in images)
     _refuse_duplicate_names(path, amps)
     truncated = _complaint(caught, "truncated")  # compressed data, or the last padding
     if truncated:
@@ -279,14 +278,14 @@ def scan_file(path, *, polarity=None):
     polarity, polarity_source = resolve_polarity(path, primary_header, polarity)
     return FileLayout(
         path=path,
-        size=stat.st_size,
-        mtime=stat.st_mtime,
+        size=size,
+        mtime=mtime,
         primary_header=primary_header,
         polarity=polarity,
         polarity_source=polarity_source,
         amps=amps,
+        storage_options=storage_options,
     )
-
 
 
 def _amp_layout(path, primary_header, file_size, index, extname, header, data_offset, compressed):
@@ -382,23 +381,6 @@ def _refuse_duplicate_names(path, amps):
             raise BadFileError(path, f"HDUs {seen[amp.name]} and {amp.hdu} have the same "
                                f"EXTNAME {amp.name!r}: the amplifiers cannot be told apart")
         seen[amp.name] = amp.hdu
-
-
-_WHOLE_FILE_COMPRESSION = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"PK\x03\x04": "zip",
-                           b"\xfd7zXZ": "xz"}
-
-
-def _refuse_whole_file_compression(path):
-    """A gzip'ed (bzip2, zip, xz) FITS file: say so instead of "truncated file"."""
-    try:
-        with open(path, "rb") as file:
-            start = file.read(6)
-    except OSError as error:
-        raise BadFileError(path, f"cannot be read: {error.strerror}") from error
-    for magic, kind in _WHOLE_FILE_COMPRESSION.items():
-        if start.startswith(magic):
-            raise BadFileError(path, f"a {kind}-compressed file: decompress it first (only "
-                               "tile-compressed FITS, fpack's .fz, is read directly)")
 
 
 def _astropy_message(error):

@@ -1,4 +1,5 @@
-"""FITS files kept open across the reads of one task (:func:`kept_open`).
+"""FITS files opened for their headers and compressed rows, and kept open across the reads of
+one task (:func:`kept_open`).
 
 Opening a tile-compressed file parses (and converts) the headers of every HDU up to the one
 read: scanning a file's headers and then reading its 4 amplifiers one by one parsed each
@@ -8,12 +9,15 @@ in its own worker.
 """
 
 import contextlib
-import os
 import threading
 
 from astropy.io import fits
 
-#: per thread: absolute path -> the HDUList kept open (None until a reader opens it)
+from .inputs import opened, refuse_whole_file_compression
+from .storage import absolute
+
+#: per thread: absolute path or URL -> (HDUList, the ExitStack closing it), None until a
+#: reader opens it
 _kept = threading.local()
 
 
@@ -25,30 +29,35 @@ def _files():
 def kept_open(path):
     """Within this block, this thread's :func:`open_fits` of ``path`` share one open file,
     opened by the first of them and closed at the end of the block."""
-    path = os.path.abspath(os.fspath(path))
+    key = absolute(path)
     files = _files()
-    if path in files:  # nested: the outer block owns it
+    if key in files:  # nested: the outer block owns it
         yield
         return
-    files[path] = None
+    files[key] = None
     try:
         yield
     finally:
-        hdul = files.pop(path)
-        if hdul is not None:
-            hdul.close()
+        kept = files.pop(key)
+        if kept is not None:
+            kept[1].close()
 
 
 @contextlib.contextmanager
-def open_fits(path, **options):
-    """``astropy.io.fits.open(path, mode="readonly", **options)``, closed at the end of the
-    block unless :func:`kept_open` keeps it (then the first opener's options hold)."""
-    path = os.path.abspath(os.fspath(path))
+def open_fits(path, storage_options=None, **options):
+    """``astropy.io.fits.open`` of a local file or of a URL read by range (``options`` are
+    fits.open's), closed at the end of the block unless :func:`kept_open` keeps it (then
+    the first opener's options hold). A whole-file compressed (gzip'ed …) file is a
+    :class:`~skipperdask.errors.BadFileError` saying so."""
+    key = absolute(path)
     files = _files()
-    if path not in files:
-        with fits.open(path, mode="readonly", **options) as hdul:
-            yield hdul
+    if files.get(key) is not None:
+        yield files[key][0]
         return
-    if files[path] is None:
-        files[path] = fits.open(path, mode="readonly", **options)
-    yield files[path]
+    with contextlib.ExitStack() as stack:
+        file = stack.enter_context(opened(path, storage_options))
+        refuse_whole_file_compression(path, file)
+        hdul = stack.enter_context(fits.open(file, mode="readonly", **options))
+        if key in files:  # inside kept_open: its block closes the file
+            files[key] = (hdul, stack.pop_all())
+        yield hdul

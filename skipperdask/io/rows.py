@@ -14,7 +14,9 @@ import numba
 import numpy as np
 
 from ..errors import BadFileError
+from .inputs import opened
 from .opened import open_fits
+from .storage import is_url, read_range
 from .tiles import rice_rows
 
 #: rows a campaign's task reads at a time: a block stays in the processor's cache
@@ -26,8 +28,9 @@ def read_raw_rows(amp, row_start, row_stop, out=None):
     """Read rows ``row_start:row_stop`` of one amplifier, as stored.
 
     The file is opened and closed inside the call. Uncompressed data are read straight from
-    their byte range (nothing else of the file is read); compressed data through astropy's
-    ``CompImageHDU.section``, which decompresses only the tiles of these rows.
+    their byte range (nothing else of the file is read; from a URL, one ranged request);
+    compressed data tile by tile, only the tiles of these rows (:mod:`.tiles` for RICE_1,
+    else astropy's ``CompImageHDU.section``).
 
     Parameters
     ----------
@@ -65,10 +68,16 @@ def read_raw_rows(amp, row_start, row_stop, out=None):
     if amp.compressed:
         rows[...] = _read_compressed_rows(amp, row_start, row_stop)
         return rows
+    start = amp.data_offset + row_start * amp.row_bytes
     try:
-        with open(amp.path, "rb") as f:
-            f.seek(amp.data_offset + row_start * amp.row_bytes)
-            nread = f.readinto(buffer)
+        if is_url(amp.path):  # one ranged request for exactly these bytes
+            fetched = read_range(amp.path, start, start + nbytes, amp.storage_options)
+            nread = min(len(fetched), nbytes)
+            buffer[:nread] = np.frombuffer(fetched, np.uint8, nread)
+        else:
+            with open(amp.path, "rb") as f:
+                f.seek(start)
+                nread = f.readinto(buffer)
     except OSError as error:
         raise BadFileError(amp.path, f"cannot be read: {error}") from error
     if nread != nbytes:
@@ -105,7 +114,8 @@ def to_values(raw, amp):
 
 def _read_compressed_rows(amp, row_start, row_stop):
     try:
-        with open_fits(amp.path) as hdul, open(amp.path, "rb") as file:
+        with open_fits(amp.path, amp.storage_options) as hdul, \
+                opened(amp.path, amp.storage_options) as file:
             hdu = hdul[amp.hdu]
             rows = rice_rows(file, hdu.fileinfo(), row_start, row_stop)
             return hdu.section[row_start:row_stop] if rows is None else rows

@@ -295,6 +295,26 @@ def test_daskjob_has_the_operators_structure_and_valid_pods():
     assert mounts(pods["worker"], worker)[str(data)][1] is True
 
 
+def test_the_bucket_daskjob_reads_and_writes_s3_with_the_secrets_credentials():
+    """daskjob-s3.yaml: valid pods, no data or catalogue volume, the campaign and the
+    catalogue on buckets, the credentials from a Secret in the runner and the workers."""
+    (job,) = _manifests("daskjob-s3.yaml")
+    runner = job["spec"]["job"]["spec"]
+    cluster = job["spec"]["cluster"]["spec"]
+    for role, pod in (("runner", runner), ("worker", cluster["worker"]["spec"]),
+                      ("scheduler", cluster["scheduler"]["spec"])):
+        _validate(_as_pod(f"{job['metadata']['name']}-{role}", pod))
+        assert all("persistentVolumeClaim" not in volume for volume in pod["volumes"])
+    args = runner["containers"][0]["args"]
+    for option in ("--directory", "--catalogue", "--output"):
+        assert args[args.index(option) + 1].startswith("s3://")
+    for pod in (runner, cluster["worker"]["spec"]):
+        names = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+                 for e in pod["containers"][0]["env"]}
+        assert names.keys() >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert set(names.values()) == {"skipperdask-s3"}
+
+
 def test_dockerfile_installs_the_project_from_source_as_non_root():
     lines = [
         line.strip()
@@ -306,7 +326,7 @@ def test_dockerfile_installs_the_project_from_source_as_non_root():
     for sources in copied:
         for source in sources:
             assert (ROOT / source).exists(), f"the Dockerfile copies {source}, absent from the repo"
-    assert any(line.startswith("RUN pip install .") for line in lines)
+    assert any(line.startswith(("RUN pip install .", "RUN pip install '.[")) for line in lines)
     users = [line.split()[1] for line in lines if line.startswith("USER")]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
 

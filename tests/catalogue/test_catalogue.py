@@ -625,11 +625,13 @@ CHILD = textwrap.dedent(
 )
 
 
-def check_consistent(store):
-    """The images in the store, checked value by value; returns their numbers."""
-    if not os.path.lexists(store):  # killed before its first commit
+def check_consistent(store, storage_options=None):
+    """The images in the store (a path, or a URL with its storage options), checked value by
+    value; returns their numbers."""
+    if storage_options is None and not os.path.lexists(store):  # killed before its first commit
         return []
-    ds = xr.open_zarr(store).load()
+    ds = xr.open_zarr(store, **({"storage_options": storage_options} if storage_options else
+                                {})).load()
     assert len(set(ds.path.values)) == ds.sizes["image"]
     numbers = []
     for i, path in enumerate(ds.path.values):

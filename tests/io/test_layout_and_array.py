@@ -543,9 +543,9 @@ def test_a_compressed_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, m
     opened = []
     real_open = fits.open
 
-    def counted_open(name, *args, **kwargs):
-        opened.append(name)
-        return real_open(name, *args, **kwargs)
+    def counted_open(file, *args, **kwargs):
+        opened.append(file.name)
+        return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(kept.fits, "open", counted_open)
     alone = [read_raw_rows(amp, 2, 7) for amp in amps]
