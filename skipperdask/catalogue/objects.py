@@ -107,9 +107,12 @@ class LocalObjects:
         shutil.rmtree(self._file(name), ignore_errors=True)
 
     def make_durable(self, keys):
-        """fsync the folders of the objects just put (their renames), the store's too."""
-        for folder in {os.path.dirname(self._file(key)) for key in keys}:
-            fsync_dir(folder)
+        """fsync the folders of the objects just put (their renames), the store's too; an
+        append touches two folders per variable, whose fsyncs overlap (serially they took
+        0.7 s of a 1 s commit)."""
+        folders = sorted({os.path.dirname(self._file(key)) for key in keys})
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(fsync_dir, folders))
 
     def exists(self):
         return os.path.isdir(self.path)
