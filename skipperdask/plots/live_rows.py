@@ -2,6 +2,7 @@
 the running medians and alert bands at its time, its failure or its alerts; and the page's
 bounded history of them, from which a newly opened page starts."""
 
+import datetime
 import math
 import os
 import threading
@@ -15,14 +16,15 @@ from .drawing import as_datetime
 
 #: the metrics drawn against time, one figure each
 LIVE_METRICS = ("aduConversion", "skNoise", "darkCurrent", "tailRatio")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: rows kept in the tables of the last failed files and the last alerts
 LAST_ROWS = 20
 #: the columns of a point (besides the metrics)
 POINT_COLUMNS = ("time", "file", "path", "amp", "flags", "marker", "outline", "size")
 BAND_COLUMNS = ("time", *(f"{metric}_{part}" for metric in LIVE_METRICS
                           for part in ("median", "low", "high")))
-FAILURE_COLUMNS = ("when", "file", "error")
-ALERT_COLUMNS = ("when", "file", "amp", "reasons")
+FAILURE_COLUMNS = ("failed at", "file", "error")
+ALERT_COLUMNS = ("image time", "file", "amp", "reasons")
 
 
 @dataclass
@@ -59,23 +61,25 @@ class History:
 
     def record(self, record, bands=None):
         """Keep what ``record`` (an :class:`~skipperdask.catalogue.ImageRecord`) and the
-        ``bands`` at its time add, and return it as an :class:`Update`."""
+        ``bands`` at its time add (none for a failed file), and return it as an
+        :class:`Update`."""
         when, _ = image_time(record)
         millis = float(when.astype("datetime64[us]").astype(np.int64)) / 1e3
         name = os.path.basename(record.path)
-        update = Update(bands=_band_rows(bands, millis))
+        update = Update()
         self.images += 1
         if record.ok:
             update.points = _point_rows(record, millis, name)
+            update.bands = _band_rows(bands, millis)
             for amp, row in update.points.items():
                 if row["flags"]:
                     self.flagged += 1
-                    update.alerts.append({"when": _text(when), "file": name, "amp": amp,
+                    update.alerts.append({"image time": _text(when), "file": name, "amp": amp,
                                           "reasons": row["flags"]})
-        else:
+        else:  # dated when it failed: a file that cannot be read has no image time
             self.failed += 1
-            update.failure = {"when": _text(when), "file": name,
-                              "error": record.error or "no metrics were computed"}
+            update.failure = {"failed at": datetime.datetime.now(datetime.UTC).strftime(
+                TIME_FORMAT), "file": name, "error": record.error or "no metrics were computed"}
         for amp, row in update.points.items():
             self.points.setdefault(amp, deque(maxlen=self.points_kept)).append(row)
         for amp, row in update.bands.items():
@@ -140,4 +144,4 @@ def _number(value):
 
 
 def _text(when):
-    return as_datetime(when).strftime("%Y-%m-%d %H:%M:%S")
+    return as_datetime(when).strftime(TIME_FORMAT)

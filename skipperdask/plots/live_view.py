@@ -71,9 +71,9 @@ class PageView:
             Div(text=f"<h2 style='margin:0'>{TITLE}</h2>"), self.summary,
             gridplot([self.figures[m] for m in LIVE_METRICS], ncols=2,
                      sizing_mode="stretch_width"),
-            _table("Last alerts", self.alerts, {"when": 140, "file": 180, "amp": 70,
+            _table("Last alerts", self.alerts, {"image time": 140, "file": 180, "amp": 70,
                                                  "reasons": 1000}),
-            _table("Last failed files", self.failures, {"when": 140, "file": 180,
+            _table("Last failed files", self.failures, {"failed at": 140, "file": 180,
                                                          "error": 1070}),
             sizing_mode="stretch_width"))
 
