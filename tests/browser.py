@@ -16,7 +16,7 @@ function deep(root) {
   }
   return (root.textContent || "") + " " + text;
 }
-return deep(document);
+return deep(document.documentElement);
 """
 
 
