@@ -130,7 +130,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
-def browser():
+def chromium():
     """A headless Chromium driven by selenium, its console kept (``get_log("browser")``).
     Skipped when Chromium is absent, except in CI (``CI`` set), where that is a failure."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
@@ -158,3 +158,13 @@ def browser():
     yield driver
     driver.quit()
 
+
+
+@pytest.fixture
+def browser(chromium):
+    """:func:`chromium` on a blank page, its console emptied: what a page of an earlier test
+    logs (a live page's server gone, say) is not this test's."""
+    chromium.get("about:blank")
+    chromium.get_log("browser")
+    yield chromium
+    chromium.get("about:blank")

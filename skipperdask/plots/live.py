@@ -18,6 +18,7 @@ Modules: this one (the server), :mod:`~.live_rows` (what an image adds, the hist
 
 import asyncio
 import contextlib
+import socket
 import threading
 from functools import partial
 
@@ -25,7 +26,6 @@ from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.server.server import BaseServer
 from bokeh.server.tornado import BokehTornado
-from bokeh.server.util import bind_sockets
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -61,32 +61,47 @@ class LivePage:
     def __init__(self, host="127.0.0.1", port=0, *, points=10_000):
         self.history = History(points)
         self.views = set()  # the open pages' PageView, guarded by history.lock
-        # bound here, so that a port in use fails in the caller, not in the thread
-        sockets, self.port = bind_sockets(host, port)
+        # bound here, so that a port in use fails in the caller, not in the thread (and
+        # through the standard library, which closes the socket when it cannot bind)
+        listening = socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        listening.setblocking(False)
+        sockets, self.port = [listening], listening.getsockname()[1]
         self.host = host
         self.url = f"http://{_url_host(host)}:{self.port}/"
         ready = threading.Event()
+        self._failure = None
         self._thread = threading.Thread(target=self._serve, args=(sockets, ready),
                                         name="skipperdask-live-page", daemon=True)
         self._thread.start()
         ready.wait()
+        if self._failure is not None:
+            raise self._failure
 
     def _serve(self, sockets, ready):
         asyncio.set_event_loop(asyncio.new_event_loop())
         self._loop = IOLoop.current()
-        # the page's own origins only: a page of another site cannot open its websocket
-        origins = [f"{self.host}:{self.port}", f"{_url_host(self.host)}:{self.port}"]
-        if self.host in ("127.0.0.1", "localhost"):
-            origins += [f"localhost:{self.port}", f"127.0.0.1:{self.port}"]
-        application = BokehTornado({"/": Application(FunctionHandler(self._open))},
-                                   extra_websocket_origins=sorted(set(origins)))
-        http = HTTPServer(application)
-        http.add_sockets(sockets)
-        self._server = BaseServer(self._loop, application, http)
-        self._server.start()
-        ready.set()
+        try:
+            # the page's own origins only: a page of another site cannot open its websocket
+            origins = [f"{self.host}:{self.port}", f"{_url_host(self.host)}:{self.port}"]
+            if self.host in ("127.0.0.1", "localhost"):
+                origins += [f"localhost:{self.port}", f"127.0.0.1:{self.port}"]
+            application = BokehTornado({"/": Application(FunctionHandler(self._open))},
+                                       extra_websocket_origins=sorted(set(origins)))
+            http = HTTPServer(application)
+            http.add_sockets(sockets)
+            server = BaseServer(self._loop, application, http)
+            server.start()
+        except Exception as error:  # said in the caller's thread, by __init__
+            self._failure = error
+            for sock in sockets:
+                sock.close()
+            self._loop.close(all_fds=True)
+            return
+        finally:
+            ready.set()
         self._loop.start()
-        self._server.stop(wait=False)
+        server.stop(wait=False)
         self._loop.close(all_fds=True)
 
     def _open(self, document):
@@ -155,11 +170,12 @@ def serve(address="127.0.0.1:0", *, client=None, points=10_000):
     """
     host, port = _host_and_port(address)
     with LivePage(host, port, points=points) as page:
-        if client is not None:
-            link_from_dashboard(client, page.url)
-        yield page
-        if client is not None:
-            link_from_dashboard(client, None)
+        linked = client is not None and link_from_dashboard(client, page.url)
+        try:
+            yield page
+        finally:
+            if linked:  # the dashboard's route then says the page closed
+                link_from_dashboard(client, None)
 
 
 def link_from_dashboard(client, url):

@@ -16,6 +16,7 @@ from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
 from skipperdask.campaign import process
 from skipperdask.cli import main
+from skipperdask.errors import BadOptionError
 from skipperdask.plots.live import LivePage, serve
 from skipperdask.simulate import Truth, simulate_campaign, write_image
 from tests.browser import DEEP_TEXT, console_errors, screenshot, wait_for
@@ -170,6 +171,15 @@ def test_listens_on_loopback_and_refuses_other_origins():
 
         with pytest.raises(tornado.httpclient.HTTPClientError, match="403"):
             asyncio.run(open_websocket("http://example.com"))
+
+
+def test_a_port_in_use_or_a_bad_address_is_said_at_once():
+    with LivePage() as page:
+        with pytest.raises(OSError, match="in use"):
+            LivePage(port=page.port)
+    with pytest.raises(BadOptionError, match="host:port"):
+        with serve("127.0.0.1:http"):
+            pass
 
 
 def test_run_prints_the_live_page_beside_the_dashboard(campaign, address, capsys, tmp_path):
