@@ -15,7 +15,6 @@ import xarray as xr
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
 from skipperdask.campaign import process
-from skipperdask.cli import main
 from skipperdask.errors import BadOptionError
 from skipperdask.plots.live import LivePage, serve
 from skipperdask.simulate import Truth, simulate_campaign, write_image
@@ -180,13 +179,3 @@ def test_a_port_in_use_or_a_bad_address_is_said_at_once():
     with pytest.raises(BadOptionError, match="host:port"):
         with serve("127.0.0.1:http"):
             pass
-
-
-def test_run_prints_the_live_page_beside_the_dashboard(campaign, address, capsys, tmp_path):
-    arguments = ["run", "-d", os.path.dirname(campaign[0]), "--catalogue",
-                 str(tmp_path / "run.zarr"), "--address", address, "--no-progress"]
-    assert main(arguments) == 0
-    out = capsys.readouterr().out
-    assert "Live page: http://127.0.0.1:" in out
-    assert main([*arguments, "-a", "--no-live-page"]) == 0
-    assert "Live page" not in capsys.readouterr().out
