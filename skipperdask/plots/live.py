@@ -131,8 +131,15 @@ class LivePage:
         with self.history.lock:
             update = self.history.record(record, bands)
             for view in self.views:
-                # the only thread-safe way into a Bokeh document: a callback on its own loop
-                view.document.add_next_tick_callback(partial(view.apply, update))
+                if view.queue(update):
+                    # the only thread-safe way into a Bokeh document: a callback on its loop
+                    view.document.add_next_tick_callback(partial(self._show, view))
+
+    def _show(self, view):
+        """On the server's thread: what a page has not shown yet."""
+        with self.history.lock:
+            updates, view.pending = view.pending, []
+        view.show(updates)
 
     def close(self):
         """Stop the server and its thread (open pages stop updating)."""

@@ -37,13 +37,14 @@ TITLE = "skipperdask: images as they finish"
 
 class PageView:
     """The document of one browser session: built from ``history`` (a
-    :class:`~.live_rows.History`, whose lock the caller holds), updated by :meth:`apply` on
-    the document's own thread (the server's)."""
+    :class:`~.live_rows.History`, whose lock the caller holds), then updated by :meth:`show`
+    on the document's own thread (the server's) with what :meth:`queue` kept."""
 
     def __init__(self, document, history):
         self.document = document
         self.points_kept = history.points_kept
         self.points, self.bands = {}, {}  # amp -> ColumnDataSource
+        self.pending = []  # updates not shown yet, guarded by the history's lock
         self.summary = Div(text=history.summary(), name="summary",
                            styles={"font-size": "1.1em"})
         time_range = DataRange1d()  # one time axis: zoom one figure, zoom all
@@ -77,19 +78,37 @@ class PageView:
                                                          "error": 1070}),
             sizing_mode="stretch_width"))
 
-    def apply(self, update):
-        """Show one image's :class:`~.live_rows.Update` (on the document's thread)."""
-        for amp, point in update.points.items():
-            self._amp(amp).stream(columns([point], POINT_COLUMNS + LIVE_METRICS),
+    def queue(self, update):
+        """Keep ``update`` for the next :meth:`show` (under the history's lock); True when
+        nothing was waiting, so that the caller schedules that :meth:`show`."""
+        self.pending.append(update)
+        return len(self.pending) == 1
+
+    def show(self, updates):
+        """Show the :class:`~.live_rows.Update` of images finished since the last call, in
+        one message per source (on the document's thread): a burst of images (the backlog
+        of a watched directory) costs the browser a few messages, not thousands."""
+        points, bands, failures, alerts = {}, {}, [], []
+        for update in updates:
+            for amp, point in update.points.items():
+                points.setdefault(amp, []).append(point)
+            for amp, band in update.bands.items():
+                bands.setdefault(amp, []).append(band)
+            failures += [update.failure] if update.failure else []
+            alerts += update.alerts
+        for amp, rows in points.items():
+            self._amp(amp).stream(columns(rows[-self.points_kept:],
+                                          POINT_COLUMNS + LIVE_METRICS),
                                   rollover=self.points_kept)
-        for amp, band in update.bands.items():
-            self._bands(amp).stream(columns([band], BAND_COLUMNS), rollover=self.points_kept)
-        if update.failure:
-            self.failures.data = _newest_first(self.failures.data, [update.failure],
-                                               FAILURE_COLUMNS)
-        if update.alerts:
-            self.alerts.data = _newest_first(self.alerts.data, update.alerts, ALERT_COLUMNS)
-        self.summary.text = update.summary
+        for amp, rows in bands.items():
+            self._bands(amp).stream(columns(rows[-self.points_kept:], BAND_COLUMNS),
+                                    rollover=self.points_kept)
+        if failures:
+            self.failures.data = _newest_first(self.failures.data, failures, FAILURE_COLUMNS)
+        if alerts:
+            self.alerts.data = _newest_first(self.alerts.data, alerts, ALERT_COLUMNS)
+        if updates:
+            self.summary.text = updates[-1].summary
 
     def _colour(self, amp):
         amps = list(dict.fromkeys([*self.points, *self.bands, amp]))
