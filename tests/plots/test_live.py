@@ -145,9 +145,11 @@ def test_flagged_points_bands_and_failures_read_in_chromium(records, browser, tm
         assert not console_errors(browser)
 
 
-def test_points_roll_over_so_memory_stays_bounded(records):
+def test_points_roll_over_so_memory_stays_bounded(records, browser):
     good = next(r for r in records if r.ok)
     with LivePage(points=3) as page:
+        browser.get(page.url)
+        wait_for(browser, count("failures"), lambda n: n == 0)
         for index in range(10):
             page.add(dataclasses.replace(good, path=f"/data/Img_{index}.fits"),
                      bands={("skNoise", "AMP1"): (1.0, 0.9, 1.1)})
@@ -157,6 +159,10 @@ def test_points_roll_over_so_memory_stays_bounded(records):
         assert [row["file"] for row in page.history.points["AMP1"]] == [
             "Img_7.fits", "Img_8.fits", "Img_9.fits"]
         assert page.history.images == 11 and page.history.failed == 1
+        # in the browser too, the burst shown at once
+        assert wait_for(browser, column("points-AMP1", "file"), lambda f: "Img_9.fits" in f) == [
+            "Img_7.fits", "Img_8.fits", "Img_9.fits"]
+        assert wait_for(browser, count("bands-AMP1")) == 3
 
 
 def test_listens_on_loopback_and_refuses_other_origins():
