@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..catalogue import image_time
+from ..io.storage import absolute
 from .drawing import as_datetime
 
 #: the metrics drawn against time, one figure each
@@ -110,7 +111,7 @@ def _point_rows(record, millis, name):
     rows = {}
     for index, amp in enumerate(str(a) for a in metrics["amp"].values):
         flag = str(flags[index] or "")
-        row = {"time": millis, "file": name, "path": os.path.abspath(record.path), "amp": amp,
+        row = {"time": millis, "file": name, "path": absolute(record.path), "amp": amp,
                "flags": flag,
                # a flagged point is a larger diamond ringed in red; its reasons show on hover
                "marker": "diamond" if flag else "circle",
