@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real data are, a local Dask cluster with its client, and an S3
-server on loopback."""
+"""Shared fixtures: where the real data are, a local Dask cluster with its client, an S3
+server on loopback, and a headless Chromium (Debian's ``chromium`` and ``chromium-driver``,
+which ``.ci/run`` installs)."""
 
 import collections
+import os
 import pathlib
 import threading
 import uuid
@@ -121,3 +123,48 @@ def s3():
     server = S3Server()
     yield server
     server.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium driven by selenium, its console kept (``get_log("browser")``).
+    Skipped when Chromium is absent, except in CI (``CI`` set), where that is a failure."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        message = (f"{' and '.join(missing)} not found: install Debian's chromium and "
+                   "chromium-driver (as .ci/run does) for the browser tests")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser import WINDOW
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--disable-gpu",
+                     "--disable-dev-shm-usage",
+                     "--no-sandbox"):  # CI runs as root, where Chromium's sandbox cannot start
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(*WINDOW)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+
+@pytest.fixture
+def browser(chromium):
+    """:func:`chromium` on a blank page, its console emptied: what a page of an earlier test
+    logs (a live page's server gone, say) is not this test's."""
+    chromium.get("about:blank")
+    chromium.get_log("browser")
+    yield chromium
+    chromium.get("about:blank")

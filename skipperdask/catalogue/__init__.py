@@ -49,12 +49,12 @@ Modules: :mod:`~.records` (a finished image, and the catalogue's arrays built fr
 appended), :mod:`~.writer` (a run's commits, from a thread of their own).
 """
 
-from .records import Entry, ImageRecord, natural_key
+from .records import Entry, ImageRecord, image_time, natural_key
 from .store import Catalogue
 from .tables import SEED_COLUMNS, format_csv, format_seed_table
 from .writer import CatalogueWriter
 
 __all__ = [
     "SEED_COLUMNS", "Catalogue", "CatalogueWriter", "Entry", "ImageRecord", "format_csv",
-    "format_seed_table", "natural_key",
+    "format_seed_table", "image_time", "natural_key",
 ]

@@ -243,8 +243,21 @@ def _parse_date(value):
     return np.datetime64(when, "us")  # any year; nanoseconds end in 1678 and 2262
 
 
-def _image_time(record):
-    """When the image was taken, and which keyword said so (the file's mtime otherwise)."""
+def image_time(record):
+    """When an image was taken, and which header keyword said so.
+
+    Parameters
+    ----------
+    record : ImageRecord
+
+    Returns
+    -------
+    time : numpy.datetime64
+        In microseconds, UTC: the first of :data:`TIME_KEYWORDS` in the primary header, then
+        in the amplifiers' headers; else the file's modification time.
+    source : str
+        That keyword, or ``"mtime"``.
+    """
     headers = [record.header or {}, *(record.amp_headers or {}).values()]
     for header in headers:
         for key in TIME_KEYWORDS:
@@ -306,7 +319,7 @@ def block_from_record(record, committed, taken, keywords=None):
             put(name, var.dims, var.values, dict(var.attrs))
 
     error = record.error or ("" if metrics is not None else "no metrics were computed")
-    when, time_source = _image_time(record)
+    when, time_source = image_time(record)
     put("path", (), np.array(absolute(record.path), dtype=object))
     put("status", (), np.array("ok" if not error else "failed", dtype=object))
     put("error", (), np.array(error, dtype=object))

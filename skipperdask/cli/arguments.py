@@ -1,4 +1,6 @@
-"""What several commands share: the cluster and metric options, the client, links."""
+"""What several commands share: the cluster, metric and live page options, the client, links."""
+
+import contextlib
 
 
 def add_cluster_options(parser):
@@ -43,6 +45,46 @@ def add_metric_options(parser, chunks=True):
                            help="stored pixels one statistics task reads when a file is split "
                            "over the workers (default: 64MiB; most files of a campaign are one "
                            "task each, see skipperdask.whole-file-memory)")
+
+
+def add_live_page_options(parser):
+    """Where the live page of the images as they finish listens, or none."""
+    group = parser.add_argument_group("live page")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--live-page", metavar="ADDR",
+                       help="host:port of the web page that shows each image's gain, noise, "
+                       "dark current and tailRatio as it finishes (default: "
+                       "skipperdask.live-page, 127.0.0.1:0: a free port on loopback)")
+    where.add_argument("--no-live-page", action="store_true", help="no live page")
+
+
+@contextlib.contextmanager
+def live_page(args, client):
+    """The live page the options of :func:`add_live_page_options` ask for, its link printed
+    (:func:`skipperdask.plots.live.serve`); None when there is none.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    client : distributed.Client
+        The campaign's: the dashboard of a local cluster links to the page.
+
+    Yields
+    ------
+    skipperdask.plots.live.LivePage or None
+    """
+    from ..config import settings
+
+    current = settings()
+    address = args.live_page or current["live-page"]
+    if args.no_live_page or not address:
+        yield None
+        return
+    from ..plots.live import serve
+
+    with serve(address, client=client, points=current["live-page-points"]) as page:
+        print(f"Live page: {page.url}", flush=True)
+        yield page
 
 
 def connect(args):

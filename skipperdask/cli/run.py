@@ -7,7 +7,14 @@ import sys
 
 from ..errors import SkipperError
 from ..io.storage import is_url
-from .arguments import add_cluster_options, add_metric_options, connect, print_dashboard
+from .arguments import (
+    add_cluster_options,
+    add_live_page_options,
+    add_metric_options,
+    connect,
+    live_page,
+    print_dashboard,
+)
 
 
 def add_parser(subparsers):
@@ -45,6 +52,7 @@ def add_parser(subparsers):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cluster_options(parser)
     add_metric_options(parser)
+    add_live_page_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -76,9 +84,11 @@ def run(args):
     print(f"{len(paths)} files, catalogue {catalogue}", flush=True)
     with connect(args) as client:
         print_dashboard(client)
-        dataset = process(paths, catalogue, client=client, reprocess=args.all, options=options,
-                          seed_tables=None if args.print else tables,
-                          progress=False if args.no_progress else None)
+        with live_page(args, client) as page:
+            dataset = process(paths, catalogue, client=client, reprocess=args.all,
+                              options=options, seed_tables=None if args.print else tables,
+                              progress=False if args.no_progress else None,
+                              on_record=None if page is None else page.add)
     summary = dataset.attrs["summary"]
     if rejected:
         summary += f", {len(rejected)} not processed (warnings above)"

@@ -13,8 +13,13 @@ curious users) can check it against the metrics: ``ax.skipperdask_fit`` is a dic
 parameters of the curve drawn, and lines carry a ``gid`` naming what they show. A metric that is
 missing is not a blank panel: its reason is written in it.
 
+- :mod:`skipperdask.plots.live` (``skipperdask run``'s live page): a Bokeh server in a thread
+  showing each image's metrics as it finishes (``serve``, ``LivePage``); imported on demand,
+  not here, as it brings the Bokeh server.
+
 Modules: :mod:`~.diagnostics` (one image), :mod:`~.campaign_figures` and :mod:`~.report` (a
-campaign), :mod:`~.drawing` (what they draw with).
+campaign), :mod:`~.drawing` (what they draw with), :mod:`~.live`, :mod:`~.live_rows` and
+:mod:`~.live_view` (the live page).
 """
 
 from .campaign_figures import (

@@ -1,6 +1,7 @@
 """What the figures draw with: a reason written across a panel, a value with its error, a log
-axis when values span decades, a PNG at the figures' resolution."""
+axis when values span decades, a PNG at the figures' resolution, a time as a datetime."""
 
+import datetime
 import os
 
 import numpy as np
@@ -50,3 +51,10 @@ def log_if_positive(ax, values):
 def save(figure, path):
     figure.savefig(path, dpi=DPI)
     return os.fspath(path)
+
+
+def as_datetime(time):
+    """A ``numpy.datetime64`` as a naive :class:`datetime.datetime` (UTC), of any year
+    (``numpy.datetime64.item`` gives an int for nanoseconds)."""
+    return datetime.datetime(1970, 1, 1) + datetime.timedelta(
+        microseconds=int(time.astype("datetime64[us]").astype(np.int64)))

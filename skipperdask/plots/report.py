@@ -2,7 +2,6 @@
 catalogue, PNG figures beside it, relative links, no script and no server."""
 
 
-import datetime
 import html
 import os
 import re
@@ -24,7 +23,7 @@ from .campaign_figures import (
     versus_variable,
     x_axis,
 )
-from .drawing import save
+from .drawing import as_datetime, save
 
 
 def _open_catalogue(catalogue):
@@ -52,13 +51,8 @@ def _span(ds):
     hours = (last - first) / np.timedelta64(1, "h")
     fmt = "%Y-%m-%d %H:%M:%S"
     sources = time_sources(ds)
-    return (f"{_as_datetime(first).strftime(fmt)} – {_as_datetime(last).strftime(fmt)} UTC, "
+    return (f"{as_datetime(first).strftime(fmt)} – {as_datetime(last).strftime(fmt)} UTC, "
             f"{hours:.3g} h" + (f" (processed images' {sources})" if sources else ""))
-
-
-def _as_datetime(t):
-    return datetime.datetime(1970, 1, 1) + datetime.timedelta(
-        microseconds=int(t.astype("datetime64[us]").astype(np.int64)))
 
 
 def _table(header, rows):

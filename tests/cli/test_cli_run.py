@@ -67,6 +67,13 @@ def test_default_pattern_output_and_catalogue(campaign, address, capsys, monkeyp
     assert (campaign / "img_preproc_out.csv").is_file()
 
 
+def test_the_live_page_is_printed_beside_the_dashboard(campaign, address, capsys):
+    out = run(capsys, address, "-d", str(campaign))
+    assert re.search(r"Dask dashboard: http://127\.0\.0\.1:\d+/status\n"
+                     r"Live page: http://127\.0\.0\.1:\d+/\n", out), out
+    assert "Live page" not in run(capsys, address, "-d", str(campaign), "-a", "--no-live-page")
+
+
 def test_rerun_skips_and_all_reprocesses(campaign, address, capsys):
     run(capsys, address, "-d", str(campaign))
     assert "0 images ok, 0 failed, 3 skipped" in run(capsys, address, "-d", str(campaign))

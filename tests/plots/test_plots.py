@@ -307,3 +307,23 @@ def test_versus_axis_has_the_unit_of_the_header_comment(tmp_path, campaign):
     figure = versus_figure(ds, "VDD", unit="V")
     assert figure.axes[0].get_xlabel() == "VDD (V)"
     assert versus_figure(ds, "VDD").axes[0].get_xlabel() == "VDD (no unit in the header)"
+
+
+def test_report_reads_in_chromium(campaign, tmp_path, browser):
+    """Issue 14: the report in a real browser, as a physicist opens it: no console error,
+    every figure loaded, the failed file's escaped name shown as text."""
+    from tests.browser import DEEP_TEXT, console_errors, screenshot, wait_for
+
+    catalogue, _ = campaign
+    index = write_report(catalogue, tmp_path / "report", versus="VDD")
+    browser.get(f"file://{index}")
+    assert browser.title == "skipperdask campaign report"
+    images = wait_for(browser, "return Array.from(document.images).map(i => "
+                      "[i.getAttribute('src'), i.complete, i.naturalWidth])",
+                      lambda found: found and all(complete for _, complete, _ in found))
+    assert len(images) == len(os.listdir(tmp_path / "report")) - 1  # every PNG, shown
+    assert all(width >= 400 for _, _, width in images), images
+    text = wait_for(browser, DEEP_TEXT)
+    assert "Img_<5>.fits" in text and "Failed files (1)" in text
+    assert not console_errors(browser)
+    screenshot(browser, tmp_path, "report.png")
