@@ -33,6 +33,8 @@ dask.config.update_defaults(defaults)
 dask.config.ensure_file(source=_defaults_path)
 
 BASELINES = ("none", "row-median")
+#: how ``watch`` notices new files
+OBSERVERS = ("auto", "events", "polling")
 
 
 def settings():
@@ -46,13 +48,19 @@ def settings():
 
 
 class _FromSettings:
-    """Options dataclasses built from the settings: each field ``a_b`` is the setting ``a-b``."""
+    """Options dataclasses built from the settings: each field ``a_b`` is the setting ``a-b``
+    (in the section ``_section`` of the settings when a class names one)."""
+
+    _section = None
 
     @classmethod
     def from_config(cls, **overrides):
         """The options in ``dask.config`` (``skipperdask.*``) now, overridden by the arguments
         that are not None (e.g. ``Options.from_config(baseline="row-median")``)."""
         current = settings()
+        if cls._section is not None:
+            current = {name.replace("_", "-"): value
+                       for name, value in current[cls._section].items()}
         values = {f.name: current[f.name.replace("_", "-")] for f in dataclasses.fields(cls)}
         return cls(**values).updated(**overrides)
 
@@ -129,3 +137,49 @@ class ClusterOptions(_FromSettings):
     def __post_init__(self):
         for name in ("malloc_trim_threshold", "malloc_mmap_threshold"):
             object.__setattr__(self, name, parse_bytes(str(getattr(self, name))))
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertOptions(_FromSettings):
+    """When an image's amplifier is flagged (``skipperdask.alerts``; docs/watch.md). Build it
+    with :meth:`from_config`."""
+
+    _section = "alerts"
+
+    charge_loss_dsdskip: float
+    tail_ratio_factor: float
+    tail_ratio_minimum: float
+    deviation_sigmas: float
+    deviation_metrics: tuple
+    baseline_window: int
+    baseline_minimum: int
+
+    def __post_init__(self):
+        metrics = self.deviation_metrics
+        object.__setattr__(self, "deviation_metrics",
+                           (metrics,) if isinstance(metrics, str) else tuple(metrics))
+        if not 1 <= self.baseline_minimum <= self.baseline_window:
+            raise BadOptionError("alerts: baseline-minimum must be at least 1 and at most "
+                                 f"baseline-window ({self.baseline_window}), not "
+                                 f"{self.baseline_minimum}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchOptions(_FromSettings):
+    """How ``watch`` notices files and decides they are whole (``skipperdask.watch``;
+    docs/watch.md). Build it with :meth:`from_config`."""
+
+    _section = "watch"
+
+    observer: str
+    poll_seconds: float
+    settle_seconds: float
+    incomplete_seconds: float
+
+    def __post_init__(self):
+        if self.observer not in OBSERVERS:
+            raise BadOptionError(f"watch: observer must be one of {OBSERVERS}, not "
+                                 f"{self.observer!r}")
+        if min(self.poll_seconds, self.settle_seconds, self.incomplete_seconds) <= 0:
+            raise BadOptionError("watch: poll-seconds, settle-seconds and incomplete-seconds "
+                                 "must be positive")

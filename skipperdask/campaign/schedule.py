@@ -10,7 +10,11 @@ when its statistics would need more than ``whole_file_memory``; its row chunks b
 ``statistics-…`` tasks spread over the workers, and one ``fit-…`` task combines them and
 fits. Results reach the client as they finish and are committed to the catalogue in batches
 by :class:`~skipperdask.catalogue.CatalogueWriter`; a file that fails becomes a catalogue
-entry holding its error.
+entry holding its error. Before its commit each record is flagged by the alert rules
+(:mod:`~.alerts`).
+
+:func:`process` and :func:`skipperdask.campaign.watch.watch` share the loop: :func:`running`
+(the cluster, the writer, the Ctrl-C) around a :class:`Campaign` they feed.
 """
 
 import contextlib
@@ -27,6 +31,7 @@ from ..catalogue import Catalogue, CatalogueWriter
 from ..config import ClusterOptions, Options
 from ..errors import CatalogueError, Interrupted
 from ..io.storage import location
+from .alerts import AlertRules
 from .cluster import distributed_logs_silenced, sigint_ignored, stop_local_workers
 from .files import files_to_process
 from .progress import Progress, Summary
@@ -34,7 +39,8 @@ from .task import Measured, Split, failed_record, file_task, fit_task, split_sta
 
 
 def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv=None,
-            seed_tables=None, progress=None, window=None, commit_seconds=None, on_record=None):
+            seed_tables=None, progress=None, window=None, commit_seconds=None, on_record=None,
+            alerts=None, on_alert=None):
     """Compute the metrics of many files on a Dask cluster into a catalogue.
 
     Parameters
@@ -68,8 +74,14 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         duration when longer (a commit appends the finished images to the store and the CSV).
     on_record : callable, optional
         Called in this process with each finished :class:`~skipperdask.catalogue.ImageRecord`
-        (failed files included) as it comes back, before it is committed: live views and
-        alerts watch the campaign through it.
+        (failed files included) as it comes back, after ``alerts`` flagged it and before it
+        is committed: live views watch the campaign through it.
+    alerts : skipperdask.campaign.alerts.AlertRules, optional
+        Flags each image (the catalogue's ``flags``); default the rules of ``dask.config``
+        (``skipperdask.alerts``). Pass your own to read its running baselines (``bands()``).
+    on_alert : callable, optional
+        Called with each :class:`~skipperdask.campaign.alerts.Alert`, in this process, as its
+        image finishes (e.g. :func:`~skipperdask.campaign.notify.print_alert`).
 
     Returns
     -------
@@ -81,6 +93,48 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
                       storage_options=options.storage_options)
     todo, skipped = files_to_process(paths, store, reprocess, options.storage_options)
     summary = Summary(skipped=len(skipped))
+    bar = Progress(len(todo), enabled=progress)
+    with running(store, summary, bar, client=client, options=options, csv=csv,
+                 seed_tables=seed_tables, window=window, commit_seconds=commit_seconds,
+                 on_record=finished_record(alerts, on_alert, on_record)) as campaign:
+        campaign.add(todo)
+        campaign.run()
+    return ended(store, summary)
+
+
+def finished_record(alerts=None, on_alert=None, on_record=None):
+    """What a campaign does with each finished record before its commit: flag it with
+    ``alerts`` (default the rules of ``dask.config``), give each alert to ``on_alert``, then
+    the record to ``on_record``.
+
+    Returns
+    -------
+    callable
+        ``f(record)``.
+    """
+    alerts = alerts or AlertRules()
+
+    def finished(record):
+        for alert in alerts.check(record):
+            if on_alert is not None:
+                on_alert(alert)
+        if on_record is not None:
+            on_record(record)
+
+    return finished
+
+
+@contextlib.contextmanager
+def running(store, summary, bar, *, client=None, options, csv=None, seed_tables=None,
+            window=None, commit_seconds=None, on_record=None):
+    """A campaign's cluster, catalogue writer and submission loop, for the ``with`` block.
+
+    The client (default a local cluster, closed at the end), a
+    :class:`~skipperdask.catalogue.CatalogueWriter` that commits what is left when the block
+    ends, and the :class:`Campaign` the block feeds. A Ctrl-C in the block stops the
+    submissions, commits what finished, and raises
+    :class:`~skipperdask.errors.Interrupted` saying how many images are committed.
+    """
     interrupted = False
     owned = client is None
     with contextlib.ExitStack() as guard, contextlib.ExitStack() as stack:
@@ -91,12 +145,11 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         else:  # a client of the caller's: its workers too
             client.register_plugin(SingleThreadedBLAS())
         writer = CatalogueWriter(store, options.provenance(),
-                                 csv or _default_csv(catalogue), seed_tables, commit_seconds)
+                                 csv or _default_csv(store.path), seed_tables, commit_seconds)
         stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
-        bar = Progress(len(todo), enabled=progress)
-        campaign = _Campaign(client, options, todo, window, on_record)
+        campaign = Campaign(client, options, writer, summary, bar, window, on_record)
         try:
-            campaign.run(writer, summary, bar)
+            yield campaign
         except KeyboardInterrupt:
             campaign.stop()
             interrupted = True
@@ -111,69 +164,78 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
     if interrupted:
         raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
                           f"{store.path}; run again to resume")
+
+
+def ended(store, summary):
+    """The whole catalogue, with how the campaign went in ``attrs["summary"]`` and
+    ``attrs["errors"]``."""
     dataset = store.to_dataset()
     dataset.attrs["summary"] = str(summary)
     dataset.attrs["errors"] = list(summary.errors)
     return dataset
 
 
-class _Campaign:
-    """The submission loop of one run: files submitted as results come back."""
+class Campaign:
+    """The submission loop of a campaign: files submitted as results come back.
 
-    def __init__(self, client, options, todo, window, on_record=None):
+    :meth:`add` queues files (more can come at any time: ``watch`` adds them as they are
+    written); :meth:`run` works until nothing is left, :meth:`collect` for a while. Each
+    finished record goes to ``on_record`` then to ``writer``, and is counted in ``summary``.
+    """
+
+    def __init__(self, client, options, writer, summary, bar, window=None, on_record=None):
         self.client, self.options, self.on_record = client, options, on_record
-        threads = sum(client.nthreads().values())
-        self.window = max(4, 4 * threads) if window is None else window
-        # The last files (as many as worker threads) are spread over the workers chunk by
-        # chunk, so that no worker waits for another one's whole file at the end (measured:
-        # better than fanning out two or three files per thread). Their headers are read
-        # first, while the workers are free (a short task queued behind a whole file held
-        # its fan-out back and left the other workers idle), and they fan out once every
-        # other file is submitted.
-        split = max(len(todo) - threads, 0)
-        self.queue = deque(todo[:split])
-        self.last = todo[split:]
+        self.writer, self.summary, self.bar = writer, summary, bar
+        self.threads = sum(client.nthreads().values())
+        self.window = max(4, 4 * self.threads) if window is None else window
+        self.queue = deque()
+        self.running = 0  # files of the queue in flight
+        self.last = set()
         self.waiting = deque()  # the Split of the last files, until every other is submitted
         # results travel with their completion, gathered concurrently, not one round trip each
         self.futures = as_completed(with_results=True, raise_errors=False)
         self.path_of = {}  # future key -> its file
+        self.start = time.perf_counter()
 
-    def run(self, writer, summary, bar):
-        """Submit every file, hand each record to ``writer`` as it comes, count it in
-        ``summary``."""
-        start = time.perf_counter()
-        for path in self.last:
+    def add(self, paths):
+        """Queue files for the cluster.
+
+        The last files of a batch (as many as worker threads) are spread over the workers
+        chunk by chunk, so that no worker waits for another one's whole file at the end
+        (measured: better than fanning out two or three files per thread). Their headers are
+        read first, while the workers are free (a short task queued behind a whole file held
+        its fan-out back and left the other workers idle), and they fan out once every other
+        file is submitted.
+        """
+        paths = list(paths)
+        split = max(len(paths) - self.threads, 0)
+        self.queue.extend(paths[:split])
+        for path in paths[split:]:
+            self.last.add(path)
             self._submit(path, "image", file_task, path, self.options, False)
-        for _ in range(self.window):
-            self._submit_next()
+        self._fill()
+
+    @property
+    def in_flight(self):
+        """Files submitted or queued and not finished."""
+        return len(self.path_of) + len(self.queue)
+
+    def run(self):
+        """Work until every file added is finished."""
         for future, result in self.futures:
-            path = self.path_of.pop(future.key)
-            if _is_error(result):  # the file's own failure: record it, go on
-                result = Measured(failed_record(path, _error_of(result),
-                                                  self.options.storage_options))
-            future.release()
-            match result:
-                case Measured(record):
-                    if self.on_record is not None:
-                        self.on_record(record)
-                    writer.put(record)
-                    if record.ok:
-                        summary.ok += 1
-                        summary.bytes += record.size
-                    else:
-                        summary.failed += 1
-                        summary.errors.append(record.error)
-                    if path not in self.last:  # the last files came on top of the window
-                        self._submit_next()
-                case Split() if path in self.last:
-                    self.waiting.append((path, result))
-                case Split():  # statistics too large for one worker: still in flight
-                    self._fan_out(path, result)
-            while self.waiting and not self.queue:
-                self._fan_out(*self.waiting.popleft())
-            summary.seconds = time.perf_counter() - start
-            bar.update(summary)
-        summary.seconds = time.perf_counter() - start
+            self._finished(future, result)
+        self.summary.seconds = time.perf_counter() - self.start
+
+    def collect(self, seconds):
+        """Take the results that come back in the next ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            while self.futures.has_ready():
+                self._finished(*next(self.futures))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(0.05, remaining))
 
     def stop(self):
         """Submit nothing more (a Ctrl-C). The files in flight end with the cluster; the
@@ -185,15 +247,49 @@ class _Campaign:
             with contextlib.suppress(Exception):
                 self.client.run(_silence_distributed_logs)
 
+    def _finished(self, future, result):
+        path = self.path_of.pop(future.key)
+        if _is_error(result):  # the file's own failure: record it, go on
+            result = Measured(failed_record(path, _error_of(result),
+                                              self.options.storage_options))
+        future.release()
+        summary = self.summary
+        match result:
+            case Measured(record):
+                if self.on_record is not None:
+                    self.on_record(record)
+                self.writer.put(record)
+                if record.ok:
+                    summary.ok += 1
+                    summary.bytes += record.size
+                else:
+                    summary.failed += 1
+                    summary.errors.append(record.error)
+                if path in self.last:  # the last files came on top of the window
+                    self.last.discard(path)
+                else:
+                    self.running -= 1
+                    self._fill()
+            case Split() if path in self.last:
+                self.waiting.append((path, result))
+            case Split():  # statistics too large for one worker: still in flight
+                self._fan_out(path, result)
+        while self.waiting and not self.queue:
+            self._fan_out(*self.waiting.popleft())
+        summary.seconds = time.perf_counter() - self.start
+        self.bar.update(summary)
+
     def _submit(self, path, stage, function, *args):
         # a fresh key per run, so a rerun recomputes instead of reusing a cached result
         future = self.client.submit(function, *args, key=f"{stage}-{uuid.uuid4().hex}")
         self.path_of[future.key] = path
         self.futures.add(future)
 
-    def _submit_next(self):
-        if self.queue:
+    def _fill(self):
+        """Submit queued files while fewer than ``window`` are in flight."""
+        while self.queue and self.running < self.window:
             path = self.queue.popleft()
+            self.running += 1
             self._submit(path, "image", file_task, path, self.options, True)
 
     def _fan_out(self, path, split):

@@ -29,6 +29,10 @@ of the amplifier names of all images, naturally sorted: ``ds.skNoise.sel(amp="CC
 - ``amp_present`` (image, amp): whether the file has that amplifier;
 - every variable of :func:`skipperdask.metrics.image_metrics`, over (image, amp) or
   (image, amp, nsamp): the metrics, their ``_err`` and their ``_reason``;
+- ``flags`` (image, amp): the alerts of :mod:`skipperdask.campaign.alerts`, the reasons joined
+  by ``"; "``, ``""`` when none (and for images committed without alerts); a file that failed
+  has ``file failed: <problem>`` on every amplifier it has, or on every amplifier of the
+  catalogue when it failed before its amplifiers were known (its one CSV row shows it);
 - every numeric FITS header keyword (numbers, and strings that read as numbers, as the LTA
   writes them), as float64 variables named as the keyword, with attribute ``header_keyword``
   (a keyword clashing with a name above gets the prefix ``header_``), up to

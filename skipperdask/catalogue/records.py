@@ -103,7 +103,16 @@ class ImageRecord:
 #: what :meth:`Catalogue.processed` says about one file
 Entry = namedtuple("Entry", ["size", "mtime", "ok"])
 
+#: the per image × amplifier string of alert reasons (``""``: none), joined by ``"; "``
+FLAGS = "flags"
 
+
+def file_flag(error):
+    """The flag of a file that failed, from its error (``path: problem``): ``file failed:
+    problem``. The catalogue gives it to every amplifier of the file (to every amplifier of
+    the catalogue when the file failed before its amplifiers were known)."""
+    problem = error.split(": ", 1)[1] if ": " in error else error
+    return f"file failed: {problem or 'no metrics were computed'}"
 
 
 @dataclass
@@ -332,6 +341,8 @@ def block_from_record(record, committed, taken, keywords=None):
     if "polarity" not in variables:  # a failed file, or metrics without per-amp polarity
         put("polarity", (), np.int64(0 if metrics is None else metrics.attrs.get("polarity") or 0))
     put("amp_present", ("amp",), np.ones(len(amps), dtype=bool))
+    if metrics is None:  # over image only: combine() spreads it over the amplifiers
+        put(FLAGS, (), np.array(file_flag(error), dtype=object))
 
     primary = {}
     for key, value in (record.header or {}).items():

@@ -84,8 +84,8 @@ class _Cells:
             return None
         if name not in self.per_amp:
             return values[i]
-        if a is None:
-            return fill_value(storage_dtype(values.dtype))
+        if a is None:  # an image without amplifiers: what was spread over all of them
+            return values[i, 0] if values.shape[1] else fill_value(storage_dtype(values.dtype))
         return values[i, a]
 
 
