@@ -246,6 +246,42 @@ def find_files(patterns=None, directory=".", recursive=False, storage_options=No
                       in sorted(rejected.items(), key=lambda item: natural_key(item[0]))])
 
 
+def selects(path, patterns=None, directory=".", recursive=False):
+    """Whether :func:`find_files` with these arguments selects a file of this name, by its
+    name and folder only (it need not exist): for a file that just appeared.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, absolute or relative to the current directory.
+    patterns, directory, recursive
+        As for :func:`select_files` (a local directory).
+
+    Returns
+    -------
+    bool
+    """
+    if patterns is None:
+        patterns = [DEFAULT_PATTERN]
+    elif isinstance(patterns, str | os.PathLike):
+        patterns = [patterns]
+    folder, name = os.path.split(os.path.abspath(path))
+    for pattern in map(os.fspath, patterns):
+        dir_part, name_part = os.path.split(pattern)
+        base = os.path.abspath(os.path.join(os.fspath(directory), dir_part))
+        tops = map(os.path.abspath, glob.glob(base)) if glob.has_magic(dir_part) else [base]
+        if not any(folder == top or (recursive and folder.startswith(top + os.sep))
+                   for top in tops):
+            continue
+        if name == name_part:
+            return True
+        # a pattern naming an existing file selects that file only (find_files)
+        if not os.path.isfile(os.path.join(folder, name_part)) and _name_matches(name_part,
+                                                                                 name):
+            return True
+    return False
+
+
 def select_files(patterns=None, directory=".", recursive=False, storage_options=None):
     """The files a run processes, by the original tool's rules (see the module's docstring).
 

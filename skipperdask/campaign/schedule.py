@@ -126,14 +126,15 @@ def finished_record(alerts=None, on_alert=None, on_record=None):
 
 @contextlib.contextmanager
 def running(store, summary, bar, *, client=None, options, csv=None, seed_tables=None,
-            window=None, commit_seconds=None, on_record=None):
+            window=None, commit_seconds=None, on_record=None, resume="run again to resume"):
     """A campaign's cluster, catalogue writer and submission loop, for the ``with`` block.
 
     The client (default a local cluster, closed at the end), a
     :class:`~skipperdask.catalogue.CatalogueWriter` that commits what is left when the block
     ends, and the :class:`Campaign` the block feeds. A Ctrl-C in the block stops the
     submissions, commits what finished, and raises
-    :class:`~skipperdask.errors.Interrupted` saying how many images are committed.
+    :class:`~skipperdask.errors.Interrupted` saying how many images are committed, and
+    ``resume``.
     """
     interrupted = False
     owned = client is None
@@ -163,7 +164,7 @@ def running(store, summary, bar, *, client=None, options, csv=None, seed_tables=
     bar.close(summary)
     if interrupted:
         raise Interrupted(f"interrupted: {summary.ok + summary.failed} images committed to "
-                          f"{store.path}; run again to resume")
+                          f"{store.path}; {resume}")
 
 
 def ended(store, summary):
