@@ -3,6 +3,7 @@
 Sub-commands::
 
     skipperdask run       the original tool's command line: metrics of many files into a catalogue
+    skipperdask watch     a DAQ's directory processed live, each image once it is whole, alerts
     skipperdask demo      a small simulated campaign processed on a local cluster
     skipperdask simulate  write simulated images whose truth is known
     skipperdask inspect   diagnostic figure of one image
@@ -20,7 +21,7 @@ import traceback
 
 from ..errors import BadOptionError, Interrupted, SkipperError
 from ..version import __version__
-from . import demo, inspect, report, run, simulate
+from . import demo, inspect, report, run, simulate, watch
 
 #: the exit status of each kind of error, the first that matches: a bad option is a usage
 #: error (2, as argparse's own); any other problem (a bad file, a catalogue, the disk) is 1
@@ -29,7 +30,7 @@ EXIT_STATUS = ((BadOptionError, 2), (SkipperError, 1), (OSError, 1))
 #: the exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process it interrupted
 INTERRUPTED = 130
 
-_COMMANDS = (run, demo, simulate, inspect, report)
+_COMMANDS = (run, watch, demo, simulate, inspect, report)
 
 
 def build_parser():

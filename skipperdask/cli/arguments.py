@@ -1,4 +1,5 @@
-"""What several commands share: the cluster, metric and live page options, the client, links."""
+"""What several commands share: the cluster, metric, alert and live page options, the client,
+links."""
 
 import contextlib
 
@@ -112,3 +113,48 @@ def file_url(path):
     import pathlib
 
     return pathlib.Path(path).resolve().as_uri()
+
+
+def add_alert_options(parser):
+    """What is done with each alert besides its printed line: ``--on-alert CMD``."""
+    group = parser.add_argument_group(
+        "alerts", "each flagged image and amplifier is printed as one line (alert: FILE AMP: "
+        "REASON) and kept in the catalogue's flags; thresholds: skipperdask.alerts, see "
+        "docs/watch.md")
+    group.add_argument("--on-alert", metavar="CMD",
+                       help="run CMD for each alert, with the file, amplifier and reason as "
+                       "its last three arguments and as SKIPPERDASK_FILE, SKIPPERDASK_AMP, "
+                       "SKIPPERDASK_REASON (no shell: quote CMD's own arguments as for one); "
+                       "it runs in the background, one at a time, at most 60 s each")
+
+
+def alerts_shown(page):
+    """The alert rules of a command, and the ``on_record`` that shows each finished image on
+    the live ``page`` with the rules' running medians and bands (None without a page).
+
+    Returns
+    -------
+    (skipperdask.campaign.alerts.AlertRules, callable or None)
+    """
+    from ..campaign.alerts import AlertRules
+
+    rules = AlertRules()
+    if page is None:
+        return rules, None
+    return rules, lambda record: page.add(record, bands=rules.bands())
+
+
+@contextlib.contextmanager
+def alerts_reported(args):
+    """The ``on_alert`` of a command: each alert printed as one line, and ``--on-alert``'s
+    command run for it; the commands still queued run to their end when the block ends
+    (not after a Ctrl-C)."""
+    from ..campaign.notify import AlertCommand, print_alert
+
+    with (AlertCommand(args.on_alert) if args.on_alert else contextlib.nullcontext()) as command:
+        def on_alert(alert):
+            print_alert(alert)
+            if command is not None:
+                command(alert)
+
+        yield on_alert

@@ -1,10 +1,22 @@
 """``skipperdask demo``: a small simulated campaign processed on a local cluster, its values
-against the truth (:mod:`skipperdask.simulate.demo`)."""
+against the truth (:mod:`skipperdask.simulate.demo`); with ``--live``, a simulated DAQ
+writing images one by one into a directory that is watched (:mod:`skipperdask.simulate.daq`,
+:func:`skipperdask.campaign.watch.watch`)."""
 
 import os
 import tempfile
 
-from .arguments import add_cluster_options, connect, file_url, print_dashboard
+from .arguments import (
+    add_alert_options,
+    add_cluster_options,
+    alerts_reported,
+    connect,
+    file_url,
+    print_dashboard,
+)
+
+#: images of the demos, by default
+BATCH_IMAGES, LIVE_IMAGES = 12, 16
 
 
 def add_parser(subparsers):
@@ -17,8 +29,14 @@ def add_parser(subparsers):
     )
     parser.add_argument("directory", nargs="?",
                         help="where to write the campaign (default: a new temporary directory)")
-    parser.add_argument("-n", "--images", type=int, default=12, metavar="N",
-                        help="images in the campaign (default: 12)")
+    parser.add_argument("-n", "--images", type=int, metavar="N",
+                        help=f"images in the campaign (default: {BATCH_IMAGES}; with --live, "
+                        f"{LIVE_IMAGES}, the demo ending after the last)")
+    parser.add_argument("--live", action="store_true",
+                        help="simulate a DAQ writing an image every 1-2 s (some with problems: "
+                        "tracks, charge loss, a half-written file completed later, a noise "
+                        "jump) and watch its directory, printing each image and each alert, "
+                        "until the last image or Ctrl-C")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--keep-open", action="store_true",
@@ -27,12 +45,17 @@ def add_parser(subparsers):
     parser.add_argument("--keep-images", action="store_true",
                         help="keep the simulated FITS images of a temporary directory (by "
                         "default only the catalogue, the tables and the report stay there)")
+    add_alert_options(parser)
     add_cluster_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args):
-    """Simulate the demo's campaign, process it, print the tables against the truth, report."""
+    """Simulate the demo's campaign, process it, print the tables against the truth, report
+    (with ``--live``: :func:`run_live`)."""
+    if args.live:
+        return run_live(args)
+    args.images = BATCH_IMAGES if args.images is None else args.images
     from ..campaign import process
     from ..catalogue import Catalogue
     from ..plots import write_report
@@ -48,13 +71,13 @@ def run(args):
         print(f"  {os.path.basename(path)}: {problem}")
     catalogue = os.path.join(directory, "img_preproc_out.zarr")
     table = os.path.join(directory, "img_preproc_out.txt")
-    with connect(args) as client:
+    with alerts_reported(args) as on_alert, connect(args) as client:
         print_dashboard(client)
         if not args.keep_open:
             print("  (the dashboard closes with the demo, in seconds: --keep-open keeps it up)")
         dataset = process(paths, catalogue, client=client, reprocess=True,
                           seed_tables={table: paths},
-                          progress=False if args.no_progress else None)
+                          progress=False if args.no_progress else None, on_alert=on_alert)
         if args.keep_open:
             input("The dashboard stays up: press Enter to close it ... ")
     print(dataset.attrs["summary"])
@@ -69,3 +92,63 @@ def run(args):
             os.remove(path)
         print(f"(the {len(paths)} simulated images were deleted; --keep-images keeps them)")
     return 0
+
+
+def run_live(args):
+    """A simulated DAQ writes images into a directory that is watched: each image and each
+    alert printed as it comes, until the last image or Ctrl-C."""
+    from ..campaign.alerts import AlertRules
+    from ..campaign.watch import watch
+    from ..config import WatchOptions
+    from ..simulate.daq import SimulatedDAQ, live_plan
+
+    images = LIVE_IMAGES if args.images is None else args.images
+    temporary = args.directory is None
+    directory = os.path.abspath(args.directory or tempfile.mkdtemp(prefix="skipperdask-live-"))
+    os.makedirs(directory, exist_ok=True)
+    plan = live_plan(images, args.seed)
+    print(f"A simulated DAQ writes {images} images into {directory}, one every 1-2 s, each in "
+          "pieces; with problems:", flush=True)
+    for planned in plan:
+        if planned.problem:
+            print(f"  {planned.name}: {planned.problem}")
+    catalogue = os.path.join(directory, "img_preproc_out.zarr")
+    daq = SimulatedDAQ(directory, plan, seed=args.seed)
+    rules = AlertRules()  # its running medians and bands: rules.bands(), for live views
+
+    def on_record(record):
+        # each finished image, flagged, before its commit: live views hook in here too
+        print(_image_line(record), flush=True)
+
+    # a demo's images are small and come fast: taken a second after they stop changing
+    watch_options = WatchOptions.from_config(settle_seconds=1.0)
+    with alerts_reported(args) as on_alert, connect(args) as client:
+        print_dashboard(client)
+        print(f"Watching {directory}; Ctrl-C stops", flush=True)
+        daq.start()
+        try:
+            dataset = watch(directory, catalogue, client=client, watch_options=watch_options,
+                            alerts=rules, on_alert=on_alert, on_record=on_record,
+                            max_images=images)
+        finally:
+            daq.stop()
+    print(dataset.attrs["summary"])
+    print(f"Catalogue: {catalogue} (its flags variable holds the alerts)\n"
+          f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}")
+    if temporary and not args.keep_images:
+        for path in daq.written:
+            os.remove(path)
+        print(f"(the {len(daq.written)} simulated images were deleted; --keep-images keeps "
+              "them)")
+    return 0
+
+
+def _image_line(record):
+    """One finished image in a line: its first amplifier's gain, noise and dark current."""
+    name = os.path.basename(record.path)
+    if record.metrics is None:
+        return f"{name}: failed"
+    first = record.metrics.isel(amp=0)
+    return (f"{name}: gain {float(first.aduConversion):.3f} ADU/e-, noise "
+            f"{float(first.skNoise):.3f} ADU, dark current {float(first.darkCurrent):.4f} "
+            "e-/pixel")

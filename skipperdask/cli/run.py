@@ -8,9 +8,12 @@ import sys
 from ..errors import SkipperError
 from ..io.storage import is_url
 from .arguments import (
+    add_alert_options,
     add_cluster_options,
     add_live_page_options,
     add_metric_options,
+    alerts_reported,
+    alerts_shown,
     connect,
     live_page,
     print_dashboard,
@@ -50,6 +53,7 @@ def add_parser(subparsers):
                         "(default: beside the output file, img_preproc_out.zarr, with "
                         "img_preproc_out.csv)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_alert_options(parser)
     add_cluster_options(parser)
     add_metric_options(parser)
     add_live_page_options(parser)
@@ -82,13 +86,14 @@ def run(args):
         table = join(absolute(args.directory), output)
         catalogue = os.path.splitext(table)[0] + ".zarr"
     print(f"{len(paths)} files, catalogue {catalogue}", flush=True)
-    with connect(args) as client:
+    with alerts_reported(args) as on_alert, connect(args) as client:
         print_dashboard(client)
         with live_page(args, client) as page:
+            rules, on_record = alerts_shown(page)
             dataset = process(paths, catalogue, client=client, reprocess=args.all,
                               options=options, seed_tables=None if args.print else tables,
                               progress=False if args.no_progress else None,
-                              on_record=None if page is None else page.add)
+                              alerts=rules, on_alert=on_alert, on_record=on_record)
     summary = dataset.attrs["summary"]
     if rejected:
         summary += f", {len(rejected)} not processed (warnings above)"
