@@ -5,6 +5,7 @@ The public API:
 - :func:`open_image`: a FITS file as a lazy labelled ``(amp, row, col, skip)`` DataArray;
 - :func:`image_metrics`: the quality metrics of one image, as an ``xarray.Dataset`` over ``amp``;
 - :func:`process`: the metrics of a whole campaign on a Dask cluster, into a Zarr + CSV catalogue;
+- :func:`watch`: a DAQ's directory processed live, each image once it is whole, with alerts;
 - :class:`Options`: every setting of a run, read from ``dask.config`` at the edge and carried;
 - :class:`SkipperError` and its kinds: what can go wrong;
 - :mod:`skipperdask.simulate`: simulated images whose truth is known.
@@ -22,6 +23,7 @@ _public = {
     "open_image": "io",
     "image_metrics": "metrics",
     "process": "campaign",
+    "watch": "campaign",
     "Options": "config",
 }
 

@@ -175,11 +175,13 @@ class WatchOptions(_FromSettings):
     poll_seconds: float
     settle_seconds: float
     incomplete_seconds: float
+    rescan_seconds: float
 
     def __post_init__(self):
         if self.observer not in OBSERVERS:
             raise BadOptionError(f"watch: observer must be one of {OBSERVERS}, not "
                                  f"{self.observer!r}")
-        if min(self.poll_seconds, self.settle_seconds, self.incomplete_seconds) <= 0:
-            raise BadOptionError("watch: poll-seconds, settle-seconds and incomplete-seconds "
-                                 "must be positive")
+        if min(self.poll_seconds, self.settle_seconds, self.incomplete_seconds,
+               self.rescan_seconds) <= 0:
+            raise BadOptionError("watch: poll-seconds, settle-seconds, incomplete-seconds and "
+                                 "rescan-seconds must be positive")

@@ -72,27 +72,29 @@ def watch(directory, catalogue, *, patterns=None, recursive=False, client=None, 
     directory = os.path.abspath(os.fspath(directory))
     if isinstance(patterns, str | os.PathLike):
         patterns = [patterns]
-    selection = find_files(patterns, directory, recursive)  # a bad directory: said at once
+    find_files(patterns, directory, recursive)  # a bad directory: said at once
     store = Catalogue(catalogue, header_variables=options.header_variables)
     index = Catalogue(catalogue)  # this thread's reader; the writer's thread owns `store`
     summary = Summary()
     arrivals = Arrivals(watch_options.settle_seconds, watch_options.incomplete_seconds)
     finished = finished_record(alerts, on_alert, on_record)
-    # started before the first scan: nothing written during it goes unnoticed
+    # started before the first scan: nothing written meanwhile goes unnoticed
     observing, noticed, _ = observer(
         directory, polling=polls(directory, watch_options.observer),
         poll_seconds=watch_options.poll_seconds,
         recursive=recursive or any(os.path.dirname(os.fspath(p)) for p in patterns or ()))
     try:
-        todo, _ = files_to_process(selection.paths, index)
-        now = time.time()
-        for path in todo:
-            arrivals.notice(path, quiet_for=now - _mtime(path))
+        _scan(arrivals, index, patterns, directory, recursive)
+        scanned = time.monotonic()
         with running(store, summary, Progress(0, enabled=False), client=client,
                      options=options, csv=csv, window=window, commit_seconds=commit_seconds,
                      on_record=finished, resume="watch again to go on") as campaign:
             taken = {}  # path -> (size, mtime) of the files in flight: never taken twice
             while not _stopping(summary, max_images, stop):
+                if time.monotonic() - scanned > watch_options.rescan_seconds:
+                    # events can be lost (an overflowing inotify queue): the directory again
+                    _scan(arrivals, index, patterns, directory, recursive)
+                    scanned = time.monotonic()
                 while not noticed.empty():
                     path = noticed.get()
                     if selects(path, patterns, directory, recursive):
@@ -115,6 +117,15 @@ def _stopping(summary, max_images, stop):
     if stop is not None and stop.is_set():
         return True
     return max_images is not None and summary.ok + summary.failed >= max_images
+
+
+def _scan(arrivals, index, patterns, directory, recursive):
+    """Wait for the matching files the catalogue does not hold as they are now; those
+    unchanged for a while already count as settled that long."""
+    todo, _ = files_to_process(find_files(patterns, directory, recursive).paths, index)
+    now = time.time()
+    for path in todo:
+        arrivals.notice(path, quiet_for=now - _mtime(path))
 
 
 def _mtime(path):
