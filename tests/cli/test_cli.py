@@ -8,7 +8,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "demo", "simulate", "inspect", "report"):
+    for command in ("run", "watch", "demo", "simulate", "inspect", "report"):
         assert command in out
 
 
