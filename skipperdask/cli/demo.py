@@ -9,9 +9,12 @@ import tempfile
 from .arguments import (
     add_alert_options,
     add_cluster_options,
+    add_live_page_options,
     alerts_reported,
+    alerts_shown,
     connect,
     file_url,
+    live_page,
     print_dashboard,
 )
 
@@ -47,6 +50,7 @@ def add_parser(subparsers):
                         "default only the catalogue, the tables and the report stay there)")
     add_alert_options(parser)
     add_cluster_options(parser)
+    add_live_page_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -75,11 +79,14 @@ def run(args):
         print_dashboard(client)
         if not args.keep_open:
             print("  (the dashboard closes with the demo, in seconds: --keep-open keeps it up)")
-        dataset = process(paths, catalogue, client=client, reprocess=True,
-                          seed_tables={table: paths},
-                          progress=False if args.no_progress else None, on_alert=on_alert)
-        if args.keep_open:
-            input("The dashboard stays up: press Enter to close it ... ")
+        with live_page(args, client) as page:
+            rules, on_record = alerts_shown(page)
+            dataset = process(paths, catalogue, client=client, reprocess=True,
+                              seed_tables={table: paths},
+                              progress=False if args.no_progress else None, alerts=rules,
+                              on_alert=on_alert, on_record=on_record)
+            if args.keep_open:
+                input("The dashboard stays up: press Enter to close it ... ")
     print(dataset.attrs["summary"])
     print(Catalogue(catalogue).format_seed_table(paths), end="")
     print(truth_comparison(dataset, directory))
@@ -97,7 +104,6 @@ def run(args):
 def run_live(args):
     """A simulated DAQ writes images into a directory that is watched: each image and each
     alert printed as it comes, until the last image or Ctrl-C."""
-    from ..campaign.alerts import AlertRules
     from ..campaign.watch import watch
     from ..config import WatchOptions
     from ..simulate.daq import SimulatedDAQ, live_plan
@@ -114,24 +120,26 @@ def run_live(args):
             print(f"  {planned.name}: {planned.problem}")
     catalogue = os.path.join(directory, "img_preproc_out.zarr")
     daq = SimulatedDAQ(directory, plan, seed=args.seed)
-    rules = AlertRules()  # its running medians and bands: rules.bands(), for live views
-
-    def on_record(record):
-        # each finished image, flagged, before its commit: live views hook in here too
-        print(_image_line(record), flush=True)
-
     # a demo's images are small and come fast: taken a second after they stop changing
     watch_options = WatchOptions.from_config(settle_seconds=1.0)
     with alerts_reported(args) as on_alert, connect(args) as client:
         print_dashboard(client)
-        print(f"Watching {directory}; Ctrl-C stops", flush=True)
-        daq.start()
-        try:
-            dataset = watch(directory, catalogue, client=client, watch_options=watch_options,
-                            alerts=rules, on_alert=on_alert, on_record=on_record,
-                            max_images=images)
-        finally:
-            daq.stop()
+        with live_page(args, client) as page:
+            rules, shown = alerts_shown(page)
+
+            def on_record(record):  # each finished image, flagged, before its commit
+                print(_image_line(record), flush=True)
+                if shown is not None:
+                    shown(record)
+
+            print(f"Watching {directory}; Ctrl-C stops", flush=True)
+            daq.start()
+            try:
+                dataset = watch(directory, catalogue, client=client,
+                                watch_options=watch_options, alerts=rules, on_alert=on_alert,
+                                on_record=on_record, max_images=images)
+            finally:
+                daq.stop()
     print(dataset.attrs["summary"])
     print(f"Catalogue: {catalogue} (its flags variable holds the alerts)\n"
           f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}")

@@ -6,9 +6,12 @@ import os
 from .arguments import (
     add_alert_options,
     add_cluster_options,
+    add_live_page_options,
     add_metric_options,
     alerts_reported,
+    alerts_shown,
     connect,
+    live_page,
     print_dashboard,
 )
 
@@ -38,6 +41,7 @@ def add_parser(subparsers):
     add_alert_options(parser)
     add_cluster_options(parser)
     add_metric_options(parser)
+    add_live_page_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -57,12 +61,15 @@ def run(args):
     watch_options = WatchOptions.from_config(observer="polling" if args.polling else None)
     with alerts_reported(args) as on_alert, connect(args) as client:
         print_dashboard(client)
-        how = (f"polling every {watch_options.poll_seconds:g} s"
-               if polls(directory, watch_options.observer) else "file-system events")
-        print(f"Watching {directory} ({how}), catalogue {os.path.abspath(catalogue)}; "
-              "Ctrl-C stops", flush=True)
-        dataset = watch(directory, catalogue, patterns=args.filenames, recursive=args.recursive,
-                        client=client, options=options, watch_options=watch_options,
-                        on_alert=on_alert)
+        with live_page(args, client) as page:
+            rules, on_record = alerts_shown(page)
+            how = (f"polling every {watch_options.poll_seconds:g} s"
+                   if polls(directory, watch_options.observer) else "file-system events")
+            print(f"Watching {directory} ({how}), catalogue {os.path.abspath(catalogue)}; "
+                  "Ctrl-C stops", flush=True)
+            dataset = watch(directory, catalogue, patterns=args.filenames,
+                            recursive=args.recursive, client=client, options=options,
+                            watch_options=watch_options, alerts=rules, on_alert=on_alert,
+                            on_record=on_record)
     print(dataset.attrs["summary"], flush=True)  # when stopped other than by Ctrl-C
     return 0
