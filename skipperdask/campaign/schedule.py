@@ -55,7 +55,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The cluster to use; default a local cluster on loopback, closed at the end (see
         :func:`skipperdask.campaign.connect`).
     reprocess : bool
-        Recompute files already in the catalogue (the seed's ``-a``). By default they are
+        Recompute files already in the catalogue (the original tool's ``-a``). By default they are
         skipped unless their size or modification time changed.
     options : skipperdask.config.Options, optional
         Metric options; default from ``dask.config``.
@@ -63,7 +63,7 @@ def process(paths, catalogue, *, client=None, reprocess=False, options=None, csv
         The CSV table written beside the store, one row per image × amplifier; default the
         store's path with ``.csv``.
     seed_tables : dict of str to list of str, optional
-        The seed's text tables to write: table path -> the files it lists.
+        The original tool's text tables to write: table path -> the files it lists.
     progress : bool, optional
         Show a progress bar; default when standard error is a terminal.
     window : int, optional
