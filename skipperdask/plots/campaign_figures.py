@@ -7,20 +7,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import BadOptionError
-from .drawing import log_if_positive, log_if_wide, say
+from .drawing import LABELS, log_if_positive, log_if_wide, say
 
-#: axis labels of the metrics the report shows
-LABELS = {
-    "skNoise": "noise of the average image, skNoise (ADU)",
-    "aduConversion": "gain, aduConversion (ADU/e⁻)",
-    "darkCurrent": "dark current (e⁻/pixel)",
-    "imgNoise": "single-sample noise, imgNoise (ADU)",
-    "dSdskip": "entropy slope, dSdskip (milli-nats/sample)",
-    "tailRatio": "tailRatio (observed / expected tail pixels)",
-    "resolution": "resolution σ/g (e⁻)",
-    "pixVar": "variance of a pixel's samples, pixVar (ADU²)",
-    "clustVar": "variance of a pixel cluster, clustVar (ADU²)",
-}
 #: the metrics of the report's distributions and plots against a header keyword
 MAIN_METRICS = tuple(LABELS)[:-1]
 #: metrics whose missing value flags an image (dSdskip, pixVar, clustVar only when the image

@@ -8,6 +8,19 @@ import numpy as np
 
 DPI = 100
 
+#: axis labels of the metrics the report shows
+LABELS = {
+    "skNoise": "noise of the average image, skNoise (ADU)",
+    "aduConversion": "gain, aduConversion (ADU/e⁻)",
+    "darkCurrent": "dark current (e⁻/pixel)",
+    "imgNoise": "single-sample noise, imgNoise (ADU)",
+    "dSdskip": "entropy slope, dSdskip (milli-nats/sample)",
+    "tailRatio": "tailRatio (observed / expected tail pixels)",
+    "resolution": "resolution σ/g (e⁻)",
+    "pixVar": "variance of a pixel's samples, pixVar (ADU²)",
+    "clustVar": "variance of a pixel cluster, clustVar (ADU²)",
+}
+
 
 def say(ax, text, *, y=0.5, **kwargs):
     """Write ``text`` across a panel, in the middle by default (why a curve is missing)."""

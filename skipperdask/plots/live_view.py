@@ -21,7 +21,7 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
-from .campaign_figures import LABELS
+from .drawing import LABELS
 from .live_rows import (
     ALERT_COLUMNS,
     BAND_COLUMNS,

@@ -11,7 +11,6 @@ import numpy as np
 from ..catalogue import Catalogue
 from ..errors import CatalogueError
 from .campaign_figures import (
-    LABELS,
     MAIN_METRICS,
     distributions_figure,
     flagged_images,
@@ -23,7 +22,7 @@ from .campaign_figures import (
     versus_variable,
     x_axis,
 )
-from .drawing import as_datetime, save
+from .drawing import LABELS, as_datetime, save
 
 
 def _open_catalogue(catalogue):
