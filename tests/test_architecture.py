@@ -9,7 +9,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "skipperdask"
 #: the layers, lowest first: a module may import its own layer's modules and lower layers'
 LAYERS = (
-    ("errors", "version"),
+    ("errors", "version", "lazy"),
     ("config",),
     ("blas",),
     ("io",),

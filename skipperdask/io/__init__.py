@@ -7,25 +7,13 @@
 - :mod:`~skipperdask.io.backend`: the xarray plugin.
 """
 
-import importlib
+from ..lazy import lazy_exports
 
-# Imported on first use: a campaign's client reads no pixel, and importing dask.array and
-# numba would add about a second to every command's start-up.
+# imported on first use: a campaign's client reads no pixel (no numba, no dask.array)
 _EXPORTS = {
     ".array": ("PixelArray", "dataset_from_layout", "file_layout", "open_image"),
     ".layout": ("DIMS", "AmpLayout", "FileLayout", "averaged_by", "resolve_polarity",
                 "scan_file"),
     ".rows": ("read_blocks", "read_raw_rows", "to_values"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

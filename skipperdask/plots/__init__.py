@@ -22,25 +22,13 @@ campaign), :mod:`~.drawing` (what they draw with), :mod:`~.live`, :mod:`~.live_r
 :mod:`~.live_view` (the live page).
 """
 
-import importlib
+from ..lazy import lazy_exports
 
-# Imported on first use: ``skipperdask run``'s live page (``plots.live``) needs none of the
-# matplotlib figures, the fits and scipy.stats they bring (about 2 s of a command's start).
+# imported on first use: run's live page needs no matplotlib figure, fit or scipy.stats
 _EXPORTS = {
     ".campaign_figures": ("distributions_figure", "flagged_images", "header_keywords",
                           "keyword_unit", "metric_figure", "versus_figure"),
     ".diagnostics": ("image_figure", "inspect_image"),
     ".report": ("write_report",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

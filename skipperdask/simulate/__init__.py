@@ -34,12 +34,13 @@ Modules: :mod:`~.truth` (the parameters), :mod:`~.pixels` (the values), :mod:`~.
 and campaigns on disk), :mod:`~.demo` (the demo's campaign and its comparison with the truth).
 """
 
-from .files import ACQUISITION_HEADER, read_truth, simulate_campaign, write_image
-from .pixels import XRAY_ELECTRONS, XRAY_SIGMA, SimulatedPixels, cluster_fraction, simulate_pixels
-from .truth import DRIFT_KINDS, DTYPES, Truth
+from ..lazy import lazy_exports
 
-__all__ = [
-    "ACQUISITION_HEADER", "DRIFT_KINDS", "DTYPES", "XRAY_ELECTRONS", "XRAY_SIGMA",
-    "SimulatedPixels", "Truth", "cluster_fraction", "read_truth", "simulate_campaign",
-    "simulate_pixels", "write_image",
-]
+# imported on first use: the command line's parser needs the parameters, not the simulation
+_EXPORTS = {
+    ".files": ("ACQUISITION_HEADER", "read_truth", "simulate_campaign", "write_image"),
+    ".pixels": ("XRAY_ELECTRONS", "XRAY_SIGMA", "SimulatedPixels", "cluster_fraction",
+                "simulate_pixels"),
+    ".truth": ("DRIFT_KINDS", "DTYPES", "Truth"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
