@@ -1,7 +1,8 @@
 """What several commands share: the cluster, metric, alert and live page options, the client,
-links."""
+links, and the session of a command that runs a campaign (:func:`campaign_session`)."""
 
 import contextlib
+from collections import namedtuple
 
 
 def add_cluster_options(parser):
@@ -158,3 +159,45 @@ def alerts_reported(args):
                 command(alert)
 
         yield on_alert
+
+
+def add_campaign_options(parser, metrics=True):
+    """The options of a command that runs a campaign (``run``, ``watch``, ``demo``): alerts,
+    cluster, metrics (with ``metrics``) and live page."""
+    add_alert_options(parser)
+    add_cluster_options(parser)
+    if metrics:
+        add_metric_options(parser)
+    add_live_page_options(parser)
+
+
+def metric_options(args):
+    """The :class:`skipperdask.config.Options` of :func:`add_metric_options`' arguments."""
+    from ..config import Options
+
+    return Options.from_config(polarity=args.polarity, baseline=args.baseline,
+                               chunk_bytes=args.chunk_bytes)
+
+
+#: what a command that runs a campaign works with (:func:`campaign_session`)
+Session = namedtuple("Session", "client rules on_alert on_record")
+
+
+@contextlib.contextmanager
+def campaign_session(args):
+    """The client, alert rules and callbacks of a command that runs a campaign, from the
+    options of :func:`add_campaign_options`: each alert printed (and ``--on-alert`` run), the
+    dashboard's link and the live page's printed, each finished image shown on the page.
+
+    Yields
+    ------
+    Session
+        ``client``, ``rules`` (:class:`~skipperdask.campaign.alerts.AlertRules`), and the
+        ``on_alert`` and ``on_record`` (None without a live page) of
+        :func:`skipperdask.process` and :func:`skipperdask.watch`.
+    """
+    with alerts_reported(args) as on_alert, connect(args) as client:
+        print_dashboard(client)
+        with live_page(args, client) as page:
+            rules, on_record = alerts_shown(page)
+            yield Session(client, rules, on_alert, on_record)

@@ -6,17 +6,7 @@ writing images one by one into a directory that is watched (:mod:`skipperdask.si
 import os
 import tempfile
 
-from .arguments import (
-    add_alert_options,
-    add_cluster_options,
-    add_live_page_options,
-    alerts_reported,
-    alerts_shown,
-    connect,
-    file_url,
-    live_page,
-    print_dashboard,
-)
+from .arguments import add_campaign_options, campaign_session, file_url
 
 #: images of the demos, by default
 BATCH_IMAGES, LIVE_IMAGES = 12, 16
@@ -48,9 +38,7 @@ def add_parser(subparsers):
     parser.add_argument("--keep-images", action="store_true",
                         help="keep the simulated FITS images of a temporary directory (by "
                         "default only the catalogue, the tables and the report stay there)")
-    add_alert_options(parser)
-    add_cluster_options(parser)
-    add_live_page_options(parser)
+    add_campaign_options(parser, metrics=False)
     parser.set_defaults(handler=run)
 
 
@@ -75,18 +63,15 @@ def run(args):
         print(f"  {os.path.basename(path)}: {problem}")
     catalogue = os.path.join(directory, "img_preproc_out.zarr")
     table = os.path.join(directory, "img_preproc_out.txt")
-    with alerts_reported(args) as on_alert, connect(args) as client:
-        print_dashboard(client)
+    with campaign_session(args) as session:
         if not args.keep_open:
             print("  (the dashboard closes with the demo, in seconds: --keep-open keeps it up)")
-        with live_page(args, client) as page:
-            rules, on_record = alerts_shown(page)
-            dataset = process(paths, catalogue, client=client, reprocess=True,
-                              seed_tables={table: paths},
-                              progress=False if args.no_progress else None, alerts=rules,
-                              on_alert=on_alert, on_record=on_record)
-            if args.keep_open:
-                input("The dashboard stays up: press Enter to close it ... ")
+        dataset = process(paths, catalogue, client=session.client, reprocess=True,
+                          seed_tables={table: paths},
+                          progress=False if args.no_progress else None, alerts=session.rules,
+                          on_alert=session.on_alert, on_record=session.on_record)
+        if args.keep_open:
+            input("The dashboard stays up: press Enter to close it ... ")
     print(dataset.attrs["summary"])
     print(Catalogue(catalogue).format_seed_table(paths), end="")
     print(truth_comparison(dataset, directory))
@@ -122,24 +107,21 @@ def run_live(args):
     daq = SimulatedDAQ(directory, plan, seed=args.seed)
     # a demo's images are small and come fast: taken a second after they stop changing
     watch_options = WatchOptions.from_config(settle_seconds=1.0)
-    with alerts_reported(args) as on_alert, connect(args) as client:
-        print_dashboard(client)
-        with live_page(args, client) as page:
-            rules, shown = alerts_shown(page)
+    with campaign_session(args) as session:
 
-            def on_record(record):  # each finished image, flagged, before its commit
-                print(_image_line(record), flush=True)
-                if shown is not None:
-                    shown(record)
+        def on_record(record):  # each finished image, flagged, before its commit
+            print(_image_line(record), flush=True)
+            if session.on_record is not None:
+                session.on_record(record)
 
-            print(f"Watching {directory}; Ctrl-C stops", flush=True)
-            daq.start()
-            try:
-                dataset = watch(directory, catalogue, client=client,
-                                watch_options=watch_options, alerts=rules, on_alert=on_alert,
-                                on_record=on_record, max_images=images)
-            finally:
-                daq.stop()
+        print(f"Watching {directory}; Ctrl-C stops", flush=True)
+        daq.start()
+        try:
+            dataset = watch(directory, catalogue, client=session.client,
+                            watch_options=watch_options, alerts=session.rules,
+                            on_alert=session.on_alert, on_record=on_record, max_images=images)
+        finally:
+            daq.stop()
     print(dataset.attrs["summary"])
     print(f"Catalogue: {catalogue} (its flags variable holds the alerts)\n"
           f"CSV: {os.path.splitext(catalogue)[0] + '.csv'}")

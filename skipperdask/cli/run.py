@@ -7,17 +7,7 @@ import sys
 
 from ..errors import SkipperError
 from ..io.storage import is_url
-from .arguments import (
-    add_alert_options,
-    add_cluster_options,
-    add_live_page_options,
-    add_metric_options,
-    alerts_reported,
-    alerts_shown,
-    connect,
-    live_page,
-    print_dashboard,
-)
+from .arguments import add_campaign_options, campaign_session, metric_options
 
 
 def add_parser(subparsers):
@@ -53,10 +43,7 @@ def add_parser(subparsers):
                         "(default: beside the output file, img_preproc_out.zarr, with "
                         "img_preproc_out.csv)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_alert_options(parser)
-    add_cluster_options(parser)
-    add_metric_options(parser)
-    add_live_page_options(parser)
+    add_campaign_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -65,12 +52,11 @@ def run(args):
     from ..campaign import process, tables_for
     from ..campaign.files import DEFAULT_PATTERN, find_files
     from ..catalogue import Catalogue, natural_key
-    from ..config import Options, settings
+    from ..config import settings
     from ..io.storage import absolute, join
 
     output = args.output or settings()["output"]
-    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
-                                  chunk_bytes=args.chunk_bytes)
+    options = metric_options(args)
     paths, rejected = find_files(args.filenames, args.directory, args.recursive,
                                  options.storage_options)
     for entry in rejected:
@@ -86,14 +72,11 @@ def run(args):
         table = join(absolute(args.directory), output)
         catalogue = os.path.splitext(table)[0] + ".zarr"
     print(f"{len(paths)} files, catalogue {catalogue}", flush=True)
-    with alerts_reported(args) as on_alert, connect(args) as client:
-        print_dashboard(client)
-        with live_page(args, client) as page:
-            rules, on_record = alerts_shown(page)
-            dataset = process(paths, catalogue, client=client, reprocess=args.all,
-                              options=options, seed_tables=None if args.print else tables,
-                              progress=False if args.no_progress else None,
-                              alerts=rules, on_alert=on_alert, on_record=on_record)
+    with campaign_session(args) as session:
+        dataset = process(paths, catalogue, client=session.client, reprocess=args.all,
+                          options=options, seed_tables=None if args.print else tables,
+                          progress=False if args.no_progress else None, alerts=session.rules,
+                          on_alert=session.on_alert, on_record=session.on_record)
     summary = dataset.attrs["summary"]
     if rejected:
         summary += f", {len(rejected)} not processed (warnings above)"

@@ -3,17 +3,7 @@ alerts (:func:`skipperdask.campaign.watch.watch`)."""
 
 import os
 
-from .arguments import (
-    add_alert_options,
-    add_cluster_options,
-    add_live_page_options,
-    add_metric_options,
-    alerts_reported,
-    alerts_shown,
-    connect,
-    live_page,
-    print_dashboard,
-)
+from .arguments import add_campaign_options, campaign_session, metric_options
 
 
 def add_parser(subparsers):
@@ -38,10 +28,7 @@ def add_parser(subparsers):
                         help="look for new files every skipperdask.watch.poll-seconds instead "
                         "of waiting for file-system events (automatic on NFS and other network "
                         "file systems, which deliver none)")
-    add_alert_options(parser)
-    add_cluster_options(parser)
-    add_metric_options(parser)
-    add_live_page_options(parser)
+    add_campaign_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -50,26 +37,22 @@ def run(args):
     from ..campaign.arrivals import polls
     from ..campaign.files import find_files
     from ..campaign.watch import watch
-    from ..config import Options, WatchOptions, settings
+    from ..config import WatchOptions, settings
 
     directory = os.path.abspath(args.directory)
     find_files(args.filenames, directory, args.recursive)  # a bad DIR: said before any cluster
     catalogue = args.catalogue or os.path.join(
         directory, os.path.splitext(settings()["output"])[0] + ".zarr")
-    options = Options.from_config(polarity=args.polarity, baseline=args.baseline,
-                                  chunk_bytes=args.chunk_bytes)
+    options = metric_options(args)
     watch_options = WatchOptions.from_config(observer="polling" if args.polling else None)
-    with alerts_reported(args) as on_alert, connect(args) as client:
-        print_dashboard(client)
-        with live_page(args, client) as page:
-            rules, on_record = alerts_shown(page)
-            how = (f"polling every {watch_options.poll_seconds:g} s"
-                   if polls(directory, watch_options.observer) else "file-system events")
-            print(f"Watching {directory} ({how}), catalogue {os.path.abspath(catalogue)}; "
-                  "Ctrl-C stops", flush=True)
-            dataset = watch(directory, catalogue, patterns=args.filenames,
-                            recursive=args.recursive, client=client, options=options,
-                            watch_options=watch_options, alerts=rules, on_alert=on_alert,
-                            on_record=on_record)
+    with campaign_session(args) as session:
+        how = (f"polling every {watch_options.poll_seconds:g} s"
+               if polls(directory, watch_options.observer) else "file-system events")
+        print(f"Watching {directory} ({how}), catalogue {os.path.abspath(catalogue)}; "
+              "Ctrl-C stops", flush=True)
+        dataset = watch(directory, catalogue, patterns=args.filenames,
+                        recursive=args.recursive, client=session.client, options=options,
+                        watch_options=watch_options, alerts=session.rules,
+                        on_alert=session.on_alert, on_record=session.on_record)
     print(dataset.attrs["summary"], flush=True)  # when stopped other than by Ctrl-C
     return 0
