@@ -57,19 +57,18 @@ def test_two_writers_at_once_keep_every_image_once(tmp_path):
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(range(first, 30, 2),)) for first in (3, 4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def together(*ranges):
+        threads = [threading.Thread(target=run, args=(numbers,)) for numbers in ranges]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    together(*(range(first, 30, 2) for first in (3, 4)))
     assert not errors
     assert sorted(check_consistent(store)) == list(range(30))
     # both wrote the same images again: replaced, never twice
-    threads = [threading.Thread(target=run, args=(range(25, 30),)) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together(range(25, 30), range(25, 30))
     assert not errors
     assert sorted(check_consistent(store)) == list(range(30))
     assert xr.open_zarr(store).sizes["image"] == 30
