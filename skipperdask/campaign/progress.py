@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 @dataclass
 class Summary:
     """How a campaign went; ``errors`` holds the message of each file that failed (it names
-    the file)."""
+    the file), ``seconds`` the run's own time: from its first submission, on a cluster ready,
+    to its catalogue committed (the original tool's tables included)."""
 
     ok: int = 0
     failed: int = 0

@@ -147,7 +147,14 @@ def running(store, summary, bar, *, client=None, options, csv=None, seed_tables=
             client.register_plugin(SingleThreadedBLAS())
         writer = CatalogueWriter(store, options.provenance(),
                                  csv or _default_csv(store.path), seed_tables, commit_seconds)
-        stack.callback(_disk_full_named, writer.close, store.path)  # commits what is left
+        campaign = None
+
+        def finish():
+            writer.close()  # commits what is left
+            if campaign is not None:  # the run's time: until its catalogue is whole
+                summary.seconds = time.perf_counter() - campaign.start
+
+        stack.callback(_disk_full_named, finish, store.path)
         campaign = Campaign(client, options, writer, summary, bar, window, on_record)
         try:
             yield campaign

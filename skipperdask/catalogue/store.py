@@ -152,6 +152,9 @@ class Catalogue:
         self._entries = {}  # path -> Entry
         self._nimages = 0
         self._csv_checked = None  # the commit after which the CSV was found or made right
+        # (commit, Dataset): the last to_dataset, read again only when the commit changed (a
+        # run's end reads it for the CSV, the original tool's tables and process's result)
+        self._loaded = None
 
     def __repr__(self):
         return f"Catalogue({self.path!r})"
@@ -235,8 +238,10 @@ class Catalogue:
         """
         if self._refresh() is None:
             return xr.Dataset()
-        with _open(self.objects, chunks=None) as ds:
-            return ds.load()
+        if self._commit is None or self._loaded is None or self._loaded[0] != self._commit:
+            with _open(self.objects, chunks=None) as ds:
+                self._loaded = (self._commit, ds.load())
+        return self._loaded[1].copy(deep=True)  # the caller's own, to change at will
 
     def processed(self):
         """The files already in the catalogue, failed ones included.
@@ -276,6 +281,7 @@ class Catalogue:
             return
         records = dict(sorted(records.items(), key=lambda item: natural_key(item[0])))
         committed = np.datetime64(datetime.datetime.now(datetime.UTC).replace(tzinfo=None), "us")
+        self._loaded = None  # a commit replaces it, and it may be large
         with self._locked():
             root = self._refresh(locked=True)
             attributes = {} if root is None else root.get("attributes", {})
