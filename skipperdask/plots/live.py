@@ -18,22 +18,20 @@ Modules: this one (the server), :mod:`~.live_rows` (what an image adds, the hist
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 from functools import partial
 
-from bokeh.application import Application
-from bokeh.application.handlers.function import FunctionHandler
-from bokeh.server.server import BaseServer
-from bokeh.server.tornado import BokehTornado
 from tornado import web
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from ..campaign.cluster import on_host
 from ..errors import BadOptionError
 from .live_rows import History
-from .live_view import PageView
+
+# Bokeh (0.4-0.8 s of imports) is imported by the server's own thread, while the campaign
+# starts: the page's link is printed at once, the page is served a moment later.
 
 #: where the page is linked from the Dask dashboard (``<dashboard>/skipperdask``)
 DASHBOARD_ROUTE = "skipperdask"
@@ -50,6 +48,11 @@ class LivePage:
         0 for any free port (:attr:`url` says which).
     points : int
         Points kept per amplifier, in the server and in each browser: older ones roll over.
+
+    The port listens when the page is made (a port in use fails there); Bokeh is imported
+    and its server started in the page's thread, while the campaign starts, and a browser
+    that came early is served then. A server that cannot start is logged, and the campaign
+    goes on without its page.
 
     Examples
     --------
@@ -69,19 +72,22 @@ class LivePage:
         sockets, self.port = [listening], listening.getsockname()[1]
         self.host = host
         self.url = f"http://{_url_host(host)}:{self.port}/"
-        ready = threading.Event()
-        self._failure = None
-        self._thread = threading.Thread(target=self._serve, args=(sockets, ready),
+        self._ready = threading.Event()  # the server's loop is running, or failed to start
+        self._loop = None
+        self._thread = threading.Thread(target=self._serve, args=(sockets,),
                                         name="skipperdask-live-page", daemon=True)
         self._thread.start()
-        ready.wait()
-        if self._failure is not None:
-            raise self._failure
 
-    def _serve(self, sockets, ready):
+    def _serve(self, sockets):
         asyncio.set_event_loop(asyncio.new_event_loop())
-        self._loop = IOLoop.current()
+        loop = IOLoop.current()
         try:
+            from bokeh.application import Application
+            from bokeh.application.handlers.function import FunctionHandler
+            from bokeh.server.server import BaseServer
+            from bokeh.server.tornado import BokehTornado
+            from tornado.httpserver import HTTPServer
+
             # the page's own origins only: a page of another site cannot open its websocket
             origins = [f"{self.host}:{self.port}", f"{_url_host(self.host)}:{self.port}"]
             if self.host in ("127.0.0.1", "localhost"):
@@ -90,22 +96,26 @@ class LivePage:
                                        extra_websocket_origins=sorted(set(origins)))
             http = HTTPServer(application)
             http.add_sockets(sockets)
-            server = BaseServer(self._loop, application, http)
+            server = BaseServer(loop, application, http)
             server.start()
-        except Exception as error:  # said in the caller's thread, by __init__
-            self._failure = error
+            self._loop = loop
+        except Exception as error:  # noqa: BLE001 (the campaign goes on without its page)
+            logging.getLogger(__name__).warning("the live page %s could not start: %s",
+                                                self.url, error)
             for sock in sockets:
                 sock.close()
-            self._loop.close(all_fds=True)
+            loop.close(all_fds=True)
             return
         finally:
-            ready.set()
-        self._loop.start()
+            self._ready.set()
+        loop.start()
         server.stop(wait=False)
-        self._loop.close(all_fds=True)
+        loop.close(all_fds=True)
 
     def _open(self, document):
         """A browser opened the page: its document, from the history so far."""
+        from .live_view import PageView
+
         with self.history.lock:  # no image is missed or shown twice while it is built
             view = PageView(document, self.history)
             self.views.add(view)
@@ -143,6 +153,7 @@ class LivePage:
 
     def close(self):
         """Stop the server and its thread (open pages stop updating)."""
+        self._ready.wait()
         if self._thread.is_alive():
             self._loop.add_callback(self._loop.stop)
             self._thread.join()
