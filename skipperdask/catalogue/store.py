@@ -210,20 +210,20 @@ class Catalogue:
             self._commit, self._index, self._entries, self._nimages = None, {}, {}, 0
         elif commit != self._commit or self._commit is None:
             with _open(self.objects, chunks=None) as ds:
-                index = ds[["size", "mtime", "status"]].load() if "path" in ds else None
-            if index is None:
-                paths = []
-            else:
-                paths = [str(p) for p in index.path.values]
-                self._entries = {
-                    p: Entry(int(s), float(m), st == "ok") for p, s, m, st in zip(
-                        paths, index["size"].values, index.mtime.values, index.status.values,
-                        strict=True)}
-            self._index = {p: i for i, p in enumerate(paths)}
-            if not paths:
-                self._entries = {}
-            self._nimages, self._commit = len(paths), commit
+                self._set_index(ds[["size", "mtime", "status"]].load() if "path" in ds else None,
+                                commit)
         return root
+
+    def _set_index(self, index, commit):
+        """The index of the catalogue of commit ``commit``, from its ``size``, ``mtime`` and
+        ``status`` (a Dataset over its ``path``; None when it has no image)."""
+        paths = [] if index is None else [str(p) for p in index.path.values]
+        self._entries = {} if index is None else {
+            p: Entry(int(s), float(m), st == "ok") for p, s, m, st in zip(
+                paths, index["size"].values, index.mtime.values, index.status.values,
+                strict=True)}
+        self._index = {p: i for i, p in enumerate(paths)}
+        self._nimages, self._commit = len(paths), commit
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -308,8 +308,9 @@ class Catalogue:
                 "commit": uuid.uuid4().hex,
             }
             new = self._appendable(labels, stored, blocks, attrs, records)
+            appended = new is not None
             csv_full = True
-            if new is not None:
+            if appended:
                 csv_full = csv is None or remote_csv or \
                     first_line(csv) != csv_text(new).split("\n", 1)[0] + "\n"
                 attrs["csv"] = json.dumps({"path": None if csv is None else absolute(csv),
@@ -319,22 +320,25 @@ class Catalogue:
                 zarrio.append(self.objects, new, self._nimages, root)
             else:
                 attrs["csv"] = json.dumps({"path": None, "bytes": None, "from": 0})
-                self._rewrite(blocks, attrs, records)
+                new = self._rewrite(blocks, attrs, records)
             start = self._nimages
-            if new is not None:  # the index follows without reading the store again
+            if appended:  # the index follows without reading the store again
                 for i, r in enumerate(records.values()):
                     self._index[absolute(r.path)] = start + i
                     self._entries[absolute(r.path)] = Entry(int(r.size), float(r.mtime),
                                                                     r.ok)
                 self._nimages, self._commit = start + len(records), attrs["commit"]
-            else:
-                self._refresh(locked=True)
+            else:  # the index of what was just written, without reading it back
+                self._set_index(new[["size", "mtime", "status"]], attrs["commit"])
             if csv is not None:
-                if csv_full:
+                # from the Dataset just written, not read back: the same text (tested), and
+                # reading 175 variables back costs a commit of a few images as much again
+                if not csv_full:
+                    self._append_csv(csv, new)
+                elif appended:  # the CSV's columns changed: all of it again
                     self.write_csv(csv)
-                else:
-                    with _open(self.objects, chunks=None) as ds:
-                        self._append_csv(csv, ds.isel(image=slice(start, None)).load())
+                else:  # the store was written whole: so is the CSV
+                    write_text_atomically(csv, csv_text(new), self.storage_options)
                 self._csv_checked = self._commit
 
     def _appendable(self, labels, stored, blocks, attrs, records):
@@ -354,6 +358,8 @@ class Catalogue:
         return catalogue_dataset(new_labels, variables, attrs)
 
     def _rewrite(self, blocks, attrs, records):
+        """Write the whole catalogue with ``blocks`` in place of ``records``' entries; returns
+        it (a Dataset)."""
         if self._nimages:
             with _open(self.objects, chunks=None) as stored:
                 old = stored.load()
@@ -369,6 +375,7 @@ class Catalogue:
             rank.setdefault(p, len(rank))
         ds = ds.isel(image=np.argsort([rank[str(p)] for p in ds.path.values], kind="stable"))
         self._replace(ds)
+        return ds
 
     def _replace(self, ds):
         """A rewrite: the whole store, written beside it, then exchanged with it (on an object

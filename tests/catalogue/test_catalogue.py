@@ -592,6 +592,28 @@ def test_the_csv_is_appended_and_repaired_after_a_kill(store, tmp_path):
     assert "NEWKEY" in read(table).split(chr(10))[0]
 
 
+def test_the_csv_written_from_memory_equals_the_stores_own(store, tmp_path):
+    """A commit formats its CSV rows from the Dataset it wrote, not read back: the text is the
+    store's own, through appends, failures, padding, keywords beyond the limit, a new
+    amplifier and a rewrite."""
+    table, reference = str(tmp_path / "catalogue.csv"), str(tmp_path / "reference.csv")
+    header = {f"K{i}": float(i) for i in range(8)} | {"DATE-OBS": "2025-08-07T17:02:13",
+                                                      "NAME": "run 7"}
+    batches = [
+        [record("/d/Img_2.fits", seed=1, header=header,
+                amp_headers={"CCD_A": {"GAIN": 1.5}}), failed("/d/Img_1.fits")],
+        [record("/d/Img_3.fits", seed=2), record("/d/Img_10.fits", seed=3, nskips=1)],
+        [record("/d/Img_4.fits", amps=("CCD_C",), nskips=5, seed=4)],  # a new amplifier
+        [record("/d/Img_1.fits", seed=5), failed("/d/Img_5.fits", "not a FITS file")],
+        [record("/d/Img_6.fits", seed=6, header={"K0": 7.5, "NEW": 2})],
+    ]
+    catalogue = Catalogue(store, header_variables=5)
+    for batch in batches:
+        catalogue.add(batch, csv=table)
+        Catalogue(store, header_variables=5).write_csv(reference)
+        assert read(table) == read(reference)
+
+
 def numbered(k):
     """Image number k, whose values all derive from k: any mix of versions or half-written
     batch shows in check_consistent."""
