@@ -19,7 +19,10 @@ from 1 to 2 workers (per image size, and over the whole large-image campaign in 
 and the peak memory of each worker on an image twice its memory limit. Then, when
 ``../shared/data/real`` is beside the repository, the real DAMIC-M image copied 40 times is
 processed by ``skipperdask run`` as a user runs it, on a cluster already started: files per
-second, and the gain, λ and χ²ᵣ of each CCD read back from the catalogue. It ends with a
+second of the run (by its own summary: from its first file to its catalogue committed; as
+for the raw images, the start-up is reported apart) and of the whole command (Python's
+start-up, the imports, the connection), and the gain, λ and χ²ᵣ of each CCD read back from
+the catalogue. It ends with a
 table of the targets, PASS or FAIL.
 """
 
@@ -28,6 +31,7 @@ import functools
 import math
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -280,8 +284,10 @@ def real_image_run(directory, client, copies, timeout):
     Returns
     -------
     (files, seconds, summary, catalogue) : (int, float, str, xarray.Dataset or None)
-        The files in the catalogue, the seconds of the run, the command's summary line
-        (empty when stopped) and the catalogue.
+        The files in the catalogue, the seconds of the whole command (Python's start-up, the
+        imports and the connection to the cluster included), the command's summary line
+        (empty when stopped; its time is the run's own, to the catalogue committed) and the
+        catalogue.
     """
     import xarray as xr
 
@@ -304,6 +310,12 @@ def real_image_run(directory, client, copies, timeout):
     catalogue = xr.open_zarr(store).load() if store.exists() else None
     files = 0 if catalogue is None else int((catalogue["error"] == "").sum())
     return files, seconds, summary, catalogue
+
+
+def summary_seconds(summary):
+    """The seconds a campaign's summary line says it took (NaN when it says none)."""
+    found = re.search(r" in ([0-9.]+) s", summary)
+    return float(found.group(1)) if found else math.nan
 
 
 def print_real_image(catalogue):
@@ -512,14 +524,20 @@ def main(argv=None):
                 real_image_run(top / "real-warm-up", client, 1, args.real_timeout)
                 files, seconds, summary, catalogue = real_image_run(
                     top / "real", client, args.real_copies, args.real_timeout)
-            results["real_rate"] = files / seconds
+            results["real_command_rate"] = files / seconds
+            run_seconds = summary_seconds(summary)
+            # the run's own time, as for the raw images: the command's start-up apart
+            results["real_rate"] = files / run_seconds if summary else results[
+                "real_command_rate"]
             stopped = "" if summary else f", stopped after {args.real_timeout:g} s"
             print(f"real DAMIC-M image ({REAL_IMAGE}), {args.real_copies} copies, skipperdask "
                   f"run on 2 workers (cluster start-up {results['real_startup']:.2f} s, not "
-                  f"counted): {files} files in {seconds:.1f} s{stopped}, "
-                  f"{results['real_rate']:.2f} files/s")
+                  f"counted): {files} files processed in {run_seconds:.2f} s by the run's own "
+                  f"summary, {results['real_rate']:.2f} files/s; the whole command (Python, "
+                  f"imports, connection) {seconds:.2f} s{stopped}, "
+                  f"{results['real_command_rate']:.2f} files/s")
             if summary:
-                print(f"  its summary: {summary} (without the command's own start-up)")
+                print(f"  its summary: {summary}")
             if files:
                 print_real_image(catalogue)
     finally:
@@ -544,6 +562,8 @@ def main(argv=None):
     if "real_rate" in results:
         rows.append(("real DAMIC-M image, files/s (skipperdask run)",
                      f"{results['real_rate']:.2f}", ">= 8", results["real_rate"] >= 8))
+        rows.append(("  ... the whole command, its start-up included",
+                     f"{results['real_command_rate']:.2f}", "", None))
     print()
     print(f"{'figure':48} {'measured':>10} {'target':>9}  result")
     print("-" * 78)
