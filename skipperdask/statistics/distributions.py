@@ -68,6 +68,28 @@ def _grid_counts(values, scale, origin, ncells):
     return counts, seen, True
 
 
+@numba.njit(cache=True, nogil=True)
+def _subtracted(values, counts, removed, removed_counts):
+    """The distinct ``values`` (increasing) and ``counts`` less ``removed_counts`` of each of
+    the increasing ``removed`` (values among them): one merge, the emptied values left out."""
+    left = counts.copy()
+    j = 0
+    for i in range(removed.size):
+        while values[j] < removed[i]:
+            j += 1
+        left[j] -= removed_counts[i]
+    kept = 0
+    for count in left:
+        kept += count > 0
+    out_values, out_counts = np.empty(kept), np.empty(kept, np.int64)
+    n = 0
+    for i in range(left.size):
+        if left[i] > 0:
+            out_values[n], out_counts[n] = values[i], left[i]
+            n += 1
+    return out_values, out_counts
+
+
 @dataclass(frozen=True)
 class Histogram:
     """A sparse histogram with 1-ADU bins: bin ``[v, v + 1)`` holds ``counts[i]`` values.
@@ -216,12 +238,11 @@ class ValueCounts:
         return ValueCounts(self.values[start:], self.counts[start:])
 
     def without(self, values):
-        """The distribution less the pixels of ``values`` (an array of values it holds)."""
+        """The distribution less the pixels of ``values`` (an array of values it holds; its
+        non-finite values are none of its pixels)."""
         removed = ValueCounts.of_values(values)
-        counts = self.counts.copy()
-        counts[np.searchsorted(self.values, removed.values)] -= removed.counts
-        kept = counts > 0
-        return ValueCounts(self.values[kept], counts[kept])
+        return ValueCounts(*_subtracted(self.values, self.counts, removed.values,
+                                        removed.counts))
 
     def order_statistics(self, ranks):
         """The values of rank ``ranks`` (0 the lowest) of the sorted pixel values."""
