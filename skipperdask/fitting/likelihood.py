@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 from scipy import special
 
-from ..statistics import ValueCounts
+from ..statistics import ValueCounts, uniform_histogram
 from . import engine
 
 #: most bins of a fitted histogram
@@ -66,7 +66,8 @@ def histogram(values, lo, hi, bin_width):
         factor = int(np.ceil(nbins / MAX_BINS))
         bin_width *= factor
         nbins = int(np.ceil(nbins / factor))
-    counter = values.histogram if isinstance(values, ValueCounts) else partial(np.histogram, values)
+    counter = (values.histogram if isinstance(values, ValueCounts)
+               else partial(uniform_histogram, values))
     counts, edges = counter(bins=nbins, range=(first, first + nbins * bin_width))
     return counts.astype(float), edges
 

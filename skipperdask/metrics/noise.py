@@ -1,6 +1,7 @@
 """The noise: of the single-sample images (``imgNoise``), and of the average of the first n
 samples against n (``noise_vs_n``), from Gaussians fitted to their zero-electron peaks."""
 
+import numba
 import numpy as np
 
 from .. import fitting
@@ -18,11 +19,31 @@ def zero_peak_window(histogram):
     noise is far above the gain). At least 3 bins on each side.
     """
     median = histogram.quantile(0.5)
-    deviation = np.abs(histogram.values + 0.5 - median)
-    order = np.argsort(deviation)
-    cumulative = np.cumsum(histogram.counts[order])
-    mad = 1.4826 * float(deviation[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    mad = 1.4826 * _median_deviation(histogram.values + 0.5, histogram.counts, median)
     return int(np.floor(median - max(3 * mad, 3))), int(np.ceil(median + max(mad, 3))) + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _median_deviation(centres, counts, median):
+    """The median of ``|centre - median|`` over the pixels (the increasing bin ``centres``,
+    weighted by their ``counts``): the bins taken outwards from the median, nearest first, until
+    half the pixels are in (fifty single-sample images of a raw amplifier: 2.5 ms with an
+    argsort of every bin)."""
+    half = counts.sum() / 2
+    right = np.searchsorted(centres, median)  # the first bin at or above the median
+    left = right - 1
+    taken = 0
+    deviation = 0.0
+    while taken < half:
+        if right < centres.size and (left < 0 or centres[right] - median <= median - centres[left]):
+            deviation = centres[right] - median
+            taken += counts[right]
+            right += 1
+        else:
+            deviation = median - centres[left]
+            taken += counts[left]
+            left -= 1
+    return deviation
 
 
 def sample_noise_histogram(statistics, index):

@@ -30,7 +30,7 @@ from .chunk import (
     read_chunk_statistics,
     row_chunks,
 )
-from .distributions import Histogram, ValueCounts
+from .distributions import Histogram, ValueCounts, uniform_histogram
 from .image import ImageStatistics
 from .plan import (
     STATISTICS_BYTES_PER_PIXEL,
@@ -43,5 +43,5 @@ from .plan import (
 __all__ = [
     "STATISTICS_BYTES_PER_PIXEL", "Histogram", "ImageStatistics", "RowChunk", "StatisticsPlan",
     "ValueCounts", "chunk_statistics", "cluster_shape", "file_row_chunks", "plan_of",
-    "plan_statistics", "read_chunk_statistics", "row_chunks",
+    "plan_statistics", "read_chunk_statistics", "row_chunks", "uniform_histogram",
 ]

@@ -10,6 +10,7 @@ from skipperdask.statistics import (
     chunk_statistics,
     cluster_shape,
     plan_statistics,
+    uniform_histogram,
 )
 
 
@@ -248,6 +249,22 @@ def test_value_counts_equal_numpy(n):
             assert above.size == np.count_nonzero(values > x)
             if above.size:
                 assert above.quantile(0.25) == pytest.approx(np.quantile(values[values > x], 0.25))
+
+
+@pytest.mark.parametrize("n", [100, 1000, 600_000])
+def test_uniform_histogram_equals_numpy(n):
+    """The compiled histogram counts as np.histogram does: values on edges, the closed last
+    bin, values outside the range and NaN."""
+    rng = np.random.default_rng(n)
+    for values in _value_samples(n):
+        values = np.r_[values, np.nan, -np.inf, np.inf, rng.choice(values, 5) * (1 + 1e-16)]
+        for bins, low, high in ((40, -5.0, 5.0), (7, -0.75, 1.0), (1, 0.25, 0.25 + 1e-9),
+                                (333, -3.1, 2.9), (64, 0.1, 0.1 + 64 / 3)):
+            counts, edges = uniform_histogram(values, bins, (low, high))
+            expected, expected_edges = np.histogram(values[np.isfinite(values)], bins,
+                                                    (low, high))
+            np.testing.assert_array_equal(counts, expected)
+            np.testing.assert_array_equal(edges, expected_edges)
 
 
 @pytest.mark.parametrize("dtype", [">i2", ">u2", ">i4", ">u4", ">f4", ">i8", ">f8"])
