@@ -152,8 +152,9 @@ class Catalogue:
         self._entries = {}  # path -> Entry
         self._nimages = 0
         self._csv_checked = None  # the commit after which the CSV was found or made right
-        # (commit, Dataset): the last to_dataset, read again only when the commit changed (a
-        # run's end reads it for the CSV, the original tool's tables and process's result)
+        # (commit, Dataset): the last to_dataset, or the last catalogue written whole, read
+        # again only when the commit changed (a run's end wants it for the original tool's
+        # tables and process's result)
         self._loaded = None
 
     def __repr__(self):
@@ -330,6 +331,8 @@ class Catalogue:
                 self._nimages, self._commit = start + len(records), attrs["commit"]
             else:  # the index of what was just written, without reading it back
                 self._set_index(new[["size", "mtime", "status"]], attrs["commit"])
+                # ... and the whole catalogue: what to_dataset would read back (tested)
+                self._loaded = (attrs["commit"], new)
             if csv is not None:
                 # from the Dataset just written, not read back: the same text (tested), and
                 # reading 175 variables back costs a commit of a few images as much again

@@ -593,9 +593,10 @@ def test_the_csv_is_appended_and_repaired_after_a_kill(store, tmp_path):
 
 
 def test_the_csv_written_from_memory_equals_the_stores_own(store, tmp_path):
-    """A commit formats its CSV rows from the Dataset it wrote, not read back: the text is the
-    store's own, through appends, failures, padding, keywords beyond the limit, a new
-    amplifier and a rewrite."""
+    """A commit formats its CSV rows from the Dataset it wrote, not read back, and keeps a
+    catalogue it wrote whole for to_dataset: the text and the Dataset are the store's own,
+    through appends, failures, padding, keywords beyond the limit, a new amplifier and a
+    rewrite."""
     table, reference = str(tmp_path / "catalogue.csv"), str(tmp_path / "reference.csv")
     header = {f"K{i}": float(i) for i in range(8)} | {"DATE-OBS": "2025-08-07T17:02:13",
                                                       "NAME": "run 7"}
@@ -612,6 +613,8 @@ def test_the_csv_written_from_memory_equals_the_stores_own(store, tmp_path):
         catalogue.add(batch, csv=table)
         Catalogue(store, header_variables=5).write_csv(reference)
         assert read(table) == read(reference)
+        # a catalogue written whole is kept, not read back: the same Dataset
+        xr.testing.assert_identical(catalogue.to_dataset(), Catalogue(store).to_dataset())
 
 
 def numbered(k):
