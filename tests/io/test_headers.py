@@ -1,0 +1,187 @@
+"""The header reader without astropy gives what astropy gives, card by card and HDU by HDU
+(compressed images' image headers included), and gives up on what it does not read."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from skipperdask.io import headers
+from skipperdask.simulate import Truth, write_image
+from tests.io.test_layout_and_array import LAYOUTS
+
+RNG = np.random.default_rng(2880)
+SMALL = {"nrows": 6, "ncols": 10, "nskips": 3}
+
+
+def astropy_cards(*cards):
+    """``{keyword: value}`` of astropy's Header of these cards, as layout's dict gives it, or
+    the name of the error astropy raises."""
+    text = "".join(card.ljust(80) for card in (*cards, "END"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            header = fits.Header.fromstring(text.ljust(-(-len(text) // 2880) * 2880))
+            return {keyword: None if isinstance(value, fits.card.Undefined) else value
+                    for keyword, value in header.items()
+                    if keyword not in ("", "COMMENT", "HISTORY")}
+        except fits.VerifyError as error:
+            return type(error).__name__
+
+
+def parsed(*cards):
+    result = headers.parse_cards("".join(card.ljust(80) for card in cards))
+    return None if result is None else result[0]
+
+
+def assert_same(got, expected):
+    """Equal dicts, in the same order, with values of the same types (1 == 1.0 == True)."""
+    assert list(got.items()) == list(expected.items())
+    assert [type(value) for value in got.values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize("card", [
+    "STR     = 'it''s'", "STR     = 'trailing   '   / comment", "STR     = '   leading'",
+    "STR     = ''", "STR     = ''''", "STR     = 'x'/c", "STR     = 'it's ok'",
+    "STR     = 'a'' / b'", "STR     = 'o''clock' / it''s", "STR     = 'Note: text'",
+    "LOGICAL = T", "LOGICAL = F / comment", "LOGICAL = T/c",
+    "INT     = 42", "INT     = -42", "INT     = +0042", "INT     = 99999999999999999999999",
+    "REAL    = 1.5D3", "REAL    = 1.5d-3", "REAL    = 1.E5", "REAL    = .5", "REAL    = -.5E-3",
+    "REAL    = 1E5", "REAL    = 1.5e+03 / c", "REAL    = 1.", "REAL    = -0.0",
+    "UNDEF   =", "UNDEF   =   / comment", "DATE-OBS= '2025-01-01'", "A_B-C9  = 1",
+    "        = 'a blank keyword is commentary'", "COMMENT = 'x'", "HISTORY   anything",
+], ids=lambda card: card.split("=")[0].strip() + ":" + card.partition("=")[2].strip())
+def test_ordinary_cards_read_as_astropy_reads_them(card):
+    assert_same(parsed(card), astropy_cards(card))
+
+
+def test_a_repeated_keyword_keeps_its_last_value_at_its_first_place():
+    cards = ("DUP     = 1", "OTHER   = 'x'", "DUP     = 'two'")
+    assert_same(parsed(*cards), astropy_cards(*cards))
+    assert headers.parse_cards("".join(c.ljust(80) for c in cards))[1] == {"DUP": 1}
+
+
+@pytest.mark.parametrize("card", [
+    "HIERARCH ESO DET CHIP = 5", "CONTINUE  'more'", "COMPLEX = (1, 2)",
+    "RECORD  = 'AXIS.1: 2'", "RECORD  = 'Note: 12'", "lower   = 1", "WORD    = abc",
+    "NOVALUE   5", "LOGICAL = TRUE", "STR     = 'a' junk", "SPACED  = 1.5 E3",
+    "TAB     = 'a\tb'",
+])
+def test_other_cards_make_the_reader_give_up(card):
+    assert parsed("SIMPLE  =                    T", card) is None
+
+
+def astropy_hdus(path):
+    """(kind, header dict, header offset, data offset) of each HDU, as astropy reads them."""
+    hdus = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            for hdu in hdul:
+                kind = ("compressed" if isinstance(hdu, fits.CompImageHDU) else
+                        "image" if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) else "other")
+                info = hdu.fileinfo()
+                cards = {keyword: None if isinstance(value, fits.card.Undefined) else value
+                         for keyword, value in hdu.header.items()
+                         if keyword not in ("", "COMMENT", "HISTORY")}
+                hdus.append((kind, cards, info["hdrLoc"], info["datLoc"]))
+    return hdus
+
+
+def scanned(path):
+    with open(path, "rb") as file:
+        return headers.scan(file, path.stat().st_size)
+
+
+def assert_scan_is_astropys(path):
+    hdus = scanned(path)
+    assert hdus is not None, f"{path.name}: the reader gave up"
+    expected = astropy_hdus(path)
+    assert len(hdus) == len(expected)
+    for hdu, (kind, cards, header_offset, data_offset) in zip(hdus, expected, strict=True):
+        assert (hdu.kind, hdu.header.offset, hdu.header.data_offset) == (
+            kind, header_offset, data_offset)
+        assert_same(hdu.cards, cards)
+
+
+def _simulated(directory):
+    for dtype in ("uint32", "int16", "float32", "float64"):
+        averaged = dtype.startswith("float")
+        for namps, compressed in ((1, False), (4, False), (1, True), (2, True)):
+            truth = Truth(**SMALL, dtype=dtype, namps=namps, compressed=compressed,
+                          averaged=averaged)
+            name = f"{'Img_Avg' if averaged else 'Img'}_{dtype}_{namps}"
+            yield write_image(directory / f"{name}.{'fz' if compressed else 'fits'}", truth)
+
+
+def test_simulated_files(tmp_path):
+    for path in _simulated(tmp_path):
+        assert_scan_is_astropys(path)
+
+
+@pytest.mark.parametrize("make", LAYOUTS, ids=lambda make: make.__name__)
+def test_the_layouts_of_the_reading_tests(tmp_path, make):
+    assert_scan_is_astropys(make(tmp_path)[0])
+
+
+def _compressed(data, **options):
+    hdu = fits.CompImageHDU(data, **options)
+    hdu.header.update(NDCMS=1, STR="it's  ", LEAD="  lead", DEXP=1.5e300, EMPTY="",
+                      FLAG=False, UNDEF=None)
+    hdu.header.add_comment("a comment")
+    hdu.header.add_history("a history")
+    return hdu
+
+
+@pytest.mark.parametrize("options", [
+    {"compression_type": "RICE_1"}, {"compression_type": "GZIP_2"},
+    {"compression_type": "HCOMPRESS_1"}, {"compression_type": "PLIO_1"},
+    {"quantize_level": 16, "quantize_method": 2, "dtype": "float32"},
+    {"quantize_method": -1, "dtype": "float64"}, {"dtype": "uint8"}, {"dtype": "uint16"},
+    {"name": "CCD_A", "dtype": "int16", "BSCALE": 0.5, "BZERO": 3.0},
+], ids=lambda options: "-".join(map(str, options.values())))
+def test_compressed_image_headers(tmp_path, options):
+    options = dict(options)
+    dtype = options.pop("dtype", "int32")
+    scaling = {keyword: options.pop(keyword) for keyword in ("BSCALE", "BZERO")
+               if keyword in options}
+    data = RNG.integers(0, 200, (20, 30)).astype(dtype)
+    hdu = _compressed(data, **options)
+    hdu.header.update(scaling)
+    path = tmp_path / "image.fz"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    assert_scan_is_astropys(path)
+
+
+def test_images_tables_and_a_cube(tmp_path):
+    data = RNG.integers(0, 1000, (20, 30)).astype(np.int32)
+    image = fits.ImageHDU(data, name="WEIRD")
+    image.header.update(STR="a''b", BSCALE=2.0, BZERO=10.0, BIG=12345678901234567890)
+    table = fits.BinTableHDU.from_columns([fits.Column("x", "E", array=np.ones(3))])
+    text = fits.TableHDU.from_columns([fits.Column("y", "E10.4", array=np.ones(3))])
+    cube = fits.CompImageHDU(np.zeros((3, 4, 5), np.int16))
+    path = tmp_path / "mixed.fits"
+    fits.HDUList([fits.PrimaryHDU(), image, table, text, cube]).writeto(path)
+    assert_scan_is_astropys(path)
+
+
+@pytest.mark.parametrize("card", ["COMMENT   no EXTEND card", "EXTEND  =                    F"])
+@pytest.mark.parametrize("naxis", [0, 2])
+def test_astropy_sets_extend_in_a_primary_header_with_extensions(tmp_path, card, naxis):
+    primary = fits.PrimaryHDU(np.zeros((2, 3), np.int16) if naxis else None)
+    primary.header["NDCMS"] = 1
+    path = tmp_path / "extend.fits"
+    fits.HDUList([primary, fits.ImageHDU(np.zeros((2, 3), np.int16))]).writeto(path)
+    raw = path.read_bytes()
+    at = raw.index(b"EXTEND  =")
+    path.write_bytes(raw[:at] + card.ljust(80).encode() + raw[at + 80:])
+    assert_scan_is_astropys(path)
+    assert scanned(path)[0].cards["EXTEND"] is True
+
+
+@pytest.mark.real_data
+def test_real_files(real_data):
+    for path in sorted(real_data.glob("*.f*")):
+        if scanned(path) is not None:
+            assert_scan_is_astropys(path)
