@@ -117,7 +117,7 @@ def _read_compressed_rows(amp, row_start, row_stop):
         with open_fits(amp.path, amp.storage_options) as hdul, \
                 opened(amp.path, amp.storage_options) as file:
             hdu = hdul[amp.hdu]
-            rows = rice_rows(file, hdu.fileinfo(), row_start, row_stop)
+            rows = rice_rows(file, hdu.fileinfo()["hdrLoc"], row_start, row_stop)
             return hdu.section[row_start:row_stop] if rows is None else rows
     except MemoryError:
         raise
