@@ -1,13 +1,20 @@
 """The header reader without astropy gives what astropy gives, card by card and HDU by HDU
-(compressed images' image headers included), and gives up on what it does not read."""
+(compressed images' image headers included), and gives up on what it does not read; scan_file's
+fast path gives the layout that astropy's reading gives."""
 
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from skipperdask.io import headers
+from skipperdask.io import headers, layout
+from skipperdask.io.rows import read_raw_rows
 from skipperdask.simulate import Truth, write_image
 from tests.io.test_layout_and_array import LAYOUTS
 
@@ -185,3 +192,97 @@ def test_real_files(real_data):
     for path in sorted(real_data.glob("*.f*")):
         if scanned(path) is not None:
             assert_scan_is_astropys(path)
+
+
+# scan_file: its fast path gives the layout that astropy's reading gives
+
+
+def astropy_scan(path, monkeypatch, **options):
+    """scan_file as it reads the file with astropy."""
+    with monkeypatch.context() as patched:
+        patched.setattr(layout, "_images_without_astropy", lambda *args: None)
+        return layout.scan_file(path, **options)
+
+
+def assert_fast_scan_is_astropys(path, monkeypatch):
+    found = layout._images_without_astropy(os.path.abspath(path), os.path.getsize(path), None)
+    assert found is not None, f"{path}: read by astropy"
+    fast, slow = layout.scan_file(path), astropy_scan(path, monkeypatch)
+    assert fast == slow
+    assert_same(fast.primary_header, slow.primary_header)
+    for amp, expected in zip(fast.amps, slow.amps, strict=True):
+        assert_same(amp.header, expected.header)
+        assert (amp.header_offset, amp.data_offset) == (expected.header_offset,
+                                                       expected.data_offset)
+    assert pickle.loads(pickle.dumps(fast)) == fast
+
+
+def test_scan_file_of_simulated_files(tmp_path, monkeypatch):
+    for path in _simulated(tmp_path):
+        assert_fast_scan_is_astropys(path, monkeypatch)
+
+
+@pytest.mark.parametrize("make", LAYOUTS, ids=lambda make: make.__name__)
+def test_scan_file_of_the_reading_tests_layouts(tmp_path, monkeypatch, make):
+    assert_fast_scan_is_astropys(make(tmp_path)[0], monkeypatch)
+
+
+def test_scan_file_with_bscale_and_bzero(tmp_path, monkeypatch):
+    data = RNG.integers(0, 200, (20, 30)).astype(np.int16)
+    plain = fits.PrimaryHDU(data)
+    plain.header.update(NDCMS=3, BSCALE=0.5, BZERO=-7.0)
+    compressed = _compressed(data, compression_type="RICE_1")
+    compressed.header.update(NDCMS=3, BSCALE=2.0, BZERO=1.5)
+    fits.HDUList([plain]).writeto(tmp_path / "plain.fits")
+    fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(tmp_path / "compressed.fz")
+    for name in ("plain.fits", "compressed.fz"):
+        assert_fast_scan_is_astropys(tmp_path / name, monkeypatch)
+    (amp,) = layout.scan_file(tmp_path / "plain.fits").amps
+    assert (amp.bscale, amp.bzero) == (0.5, -7.0)
+
+
+@pytest.mark.parametrize("cards", [
+    ("HIERARCH LONG KEYWORD = 5",), ("LONGSTR = 'a long string &'", "CONTINUE  'continued'"),
+    ("COMPLEX = (1, 2)",), ("RECORD  = 'AXIS.1: 2'",),
+], ids=["hierarch", "continue", "complex", "record-valued"])
+def test_what_the_fast_path_does_not_read_astropy_does(tmp_path, monkeypatch, cards):
+    path = tmp_path / "Img_1.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 6), np.int16))]).writeto(path)
+    raw = bytearray(path.read_bytes())
+    end = raw.find(b"END" + b" " * 77, 2880)  # cards more in the extension's header
+    added = "".join(card.ljust(80) for card in (*cards, "END")).encode()
+    raw[end:end + len(added)] = added
+    path.write_bytes(raw)
+    assert layout._images_without_astropy(str(path), len(raw), None) is None
+    assert_same(layout.scan_file(path).amps[0].header,
+                astropy_scan(path, monkeypatch).amps[0].header)
+
+
+def test_a_rice_file_is_scanned_and_read_without_astropy(tmp_path, monkeypatch):
+    data = RNG.integers(-500, 500, (12, 40)).astype(np.int32)
+    path = tmp_path / "rice.fz"
+    fits.HDUList([fits.PrimaryHDU(), _compressed(data, compression_type="RICE_1")]).writeto(path)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("astropy opened the file")
+
+    monkeypatch.setattr(fits, "open", refused)
+    (amp,) = layout.scan_file(path).amps
+    np.testing.assert_array_equal(read_raw_rows(amp, 2, 9), data[2:9])
+
+
+def test_the_layout_module_does_not_import_astropy():
+    code = ("import sys, skipperdask.io.layout, skipperdask.io.rows, skipperdask.campaign.task; "
+            "print(sorted(m for m in sys.modules if m.startswith('astropy')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=pathlib.Path(__file__).parents[2])
+    assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.real_data
+def test_scan_file_of_real_files(real_data, monkeypatch):
+    for path in sorted(real_data.glob("*.f*")):
+        fast, slow = layout.scan_file(path), astropy_scan(path, monkeypatch)
+        assert fast == slow
+        for amp, expected in zip(fast.amps, slow.amps, strict=True):
+            assert_same(amp.header, expected.header)
