@@ -1,23 +1,21 @@
 """FITS headers read without astropy: the cards of a header, the HDUs of a file, and the image
 header of a tile-compressed HDU, as astropy gives them.
 
-Why it exists: speed. Opening a file with astropy and building its ``CompImageHDU`` objects (the
-table header turned into the image header, every card parsed through astropy's ``Card`` and
-its settings) costs about 25 ms of CPU per compressed file, a fifth of a campaign's work on a
-DAMIC-M image; this module reads the same headers in a couple of milliseconds, and a campaign's
-client no longer imports astropy at all. It is the package's one reader of header cards:
-:func:`skipperdask.io.layout.scan_file` (its fast path), :func:`.completeness.fits_extent` and
+Why it exists: speed. astropy's ``fits.open`` and ``CompImageHDU`` (every card parsed through
+its ``Card`` and settings, the table header turned into the image header) cost about 25 ms of
+CPU per compressed file, a fifth of a campaign's work on a DAMIC-M image; this reads the same
+headers in about a millisecond, without importing astropy. It is the package's one reader of
+header cards: :func:`.layout.scan_file`, :func:`.completeness.fits_extent` and
 :func:`.tiles.rice_rows` use it.
 
-It takes ordinary files only and gives up (returns None) on anything else, so that the caller
-falls back to astropy and to astropy's messages: :func:`parse_cards` gives up on a card that
-is not an ordinary ``KEYWORD = value`` card (``HIERARCH``, ``CONTINUE``, complex values, a
-value astropy would not read, non-ASCII or control characters, a record-valued card), and
-:func:`scan` on a file that is not a sequence of such HDUs ending exactly where the file ends
-(a truncated file, trailing bytes, random groups, unusual extension types). What it gives is
-what astropy's ``Header`` gives, keyword by keyword: strings unquoted (``''`` a quote, trailing
-spaces stripped), ``T``/``F`` as bool, integers as int, reals (``E`` or ``D`` exponent) as
-float, an empty value as None, commentary cards (``COMMENT``, ``HISTORY``, blank) left out.
+What it gives is what astropy's ``Header`` gives, keyword by keyword: strings unquoted (``''``
+a quote, trailing spaces stripped, long strings joined from ``CONTINUE`` cards), ``T``/``F``
+as bool, integers as int, reals (``E`` or ``D`` exponent) as float, an empty value as None,
+``HIERARCH`` keywords as written, commentary cards (``COMMENT``, ``HISTORY``, blank) left out.
+It gives up (None) on anything else, for the caller to ask astropy, whose messages then say
+what is wrong: complex or record-valued cards, values astropy would not read, non-ASCII or
+control characters (:func:`parse_cards`); truncated files, trailing bytes, random groups,
+unusual extensions or structural keywords (:func:`scan`).
 """
 
 import math
@@ -40,6 +38,7 @@ _COMMENTARY = frozenset(("", "COMMENT", "HISTORY"))
 _STRUCTURAL = frozenset(("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "GROUPS",
                          "EXTEND", "EXTNAME", "ZIMAGE"))
 _BITPIX = (8, 16, 32, 64, -32, -64)
+_GIVE_UP = object()
 
 
 class Header(NamedTuple):
@@ -81,8 +80,8 @@ class Header(NamedTuple):
 
 
 def _string(text):
-    """The raw content of a quoted value and where its comment starts, or None: the earliest
-    closing quote followed by nothing, spaces or a comment (astropy's rule)."""
+    """The raw content of a quoted value field up to the earliest closing quote followed by
+    nothing, spaces or a comment (astropy's rule), or None."""
     quote = 0
     while True:
         quote = text.find("'", quote + 1)
@@ -114,37 +113,32 @@ def _value(text):
     return float(mantissa if exponent is None else f"{mantissa}e{exponent}")
 
 
-_GIVE_UP = object()
-
-
 def parse_cards(text, strict=True):
-    """The cards of a header's text (up to its END card), as astropy's ``Header`` gives them.
-
-    Parameters
-    ----------
-    text : str
-        Whole 80-character cards, the END card not included.
-    strict : bool
-        Give up on a card that is not an ordinary one (module docstring); else skip it.
-
-    Returns
-    -------
-    (cards, first) or None
-        As :class:`Header`'s attributes; None when ``strict`` and a card is not ordinary.
-    """
+    """``(cards, first)`` (:class:`Header`) of a header's text, whole 80-character cards up to
+    its END card, as astropy's ``Header`` gives them; None when ``strict`` and a card is not
+    one this reads (module docstring), else such a card is skipped."""
     cards, first = {}, {}
     if strict and not (text.isascii() and text.isprintable()):
         return None
-    for start in range(0, len(text), CARD):
+    start = 0
+    while start < len(text):
         card = text[start:start + CARD]
-        keyword = card[:8].rstrip(" ")
+        following = start = start + CARD
+        while text.startswith("CONTINUE", following):  # astropy joins them to this card
+            following += CARD
+        continuations, start = text[start:following], following
+        keyword, value = card[:8].rstrip(" "), _GIVE_UP
         if keyword in _COMMENTARY:
-            continue
-        if card[8:10] != "= " or not _KEYWORD.match(keyword):
-            if strict:
-                return None
-            continue
-        value = _value(card[10:].strip(" "))
+            if not continuations:  # (continued commentary is astropy's)
+                continue
+        elif card[8:10] == "= " and _KEYWORD.match(keyword) and keyword != "CONTINUE":
+            value = _value(card[10:].strip(" "))
+            if continuations:
+                value = _continued(card[10:], continuations) if isinstance(value, str) else _GIVE_UP
+        elif card.startswith("HIERARCH ") and "=" in card and not continuations:
+            keyword, _, field = card[9:].partition("=")  # its keyword as written
+            keyword = keyword.strip(" ")
+            value = _value(field.strip(" ")) if keyword else _GIVE_UP
         if value is _GIVE_UP:
             if strict:
                 return None
@@ -153,6 +147,25 @@ def parse_cards(text, strict=True):
             first[keyword] = cards[keyword]
         cards[keyword] = value
     return cards, first
+
+
+def _continued(field, continuations):
+    """A string value continued on ``CONTINUE`` cards, joined as astropy joins it (the parts'
+    trailing spaces and one trailing ``&`` dropped), or ``_GIVE_UP`` when a part is no string
+    or holds a quote."""
+    fields = [field, *(continuations[at + 8:at + CARD] for at in range(0, len(continuations),
+                                                                         CARD))]
+    if any(continued[:1] != " " for continued in fields[1:]):
+        return _GIVE_UP
+    parts = []
+    for field in fields:
+        field = field.strip(" ")
+        content = _string(field) if field[:1] == "'" else None
+        if content is None or "'" in content:
+            return _GIVE_UP
+        content = content.rstrip(" ")
+        parts.append(content[:-1] if content.endswith("&") else content)
+    return "".join(parts).rstrip(" ")
 
 
 def read_header(file, offset, size=None, strict=True):
@@ -164,15 +177,15 @@ def read_header(file, offset, size=None, strict=True):
         Seekable and readable (a local file, or a remote one of :mod:`.storage`).
     offset : int
     size : int, optional
-        The file's size: nothing beyond it is read. By default, as far as the file goes.
+        The file's size, beyond which nothing is read; by default, as far as the file goes.
     strict : bool
-        :func:`parse_cards`'s ``strict``; a strict header also ends with a standard END card.
+        :func:`parse_cards`'s; a strict header also ends with a standard END card.
 
     Returns
     -------
     Header or None
-        None when no END card comes before the end of the file (a header not all written,
-        or no FITS header), or when ``strict`` and a card is not ordinary.
+        None when no END card comes before ``size`` (a header not all written, or no FITS
+        header), or when ``strict`` and a card is not one this reads.
     """
     chunks, position, blocks = [], offset, _READ_BLOCKS
     while True:
@@ -244,8 +257,7 @@ class HDU(NamedTuple):
     ----------
     index : int
     kind : {"image", "compressed", "other"}
-        An image (the primary HDU or an ``IMAGE`` extension), a tile-compressed image
-        (``ZIMAGE = T`` binary table), or anything else (a table).
+        The primary HDU or an ``IMAGE`` extension, a ``ZIMAGE = T`` binary table, a table.
     cards : dict
         The header as astropy gives it: a compressed image's image header
         (:func:`image_cards`); the primary header with ``EXTEND = T`` when the file has
@@ -273,10 +285,9 @@ def scan(file, size):
     Returns
     -------
     list of HDU or None
-        None when the file is not a primary HDU and extensions (``IMAGE``, ``BINTABLE``,
-        ``TABLE``) of ordinary cards (:func:`parse_cards`) with the usual structural keywords,
-        ending exactly at the end of the file: the caller then asks astropy, which reads or
-        names what is unusual or wrong (a truncated file, trailing bytes, a damaged header).
+        None unless the file is a primary HDU and extensions (``IMAGE``, ``BINTABLE``,
+        ``TABLE``) of cards :func:`parse_cards` reads, with usual structural keywords, that
+        end exactly where the file ends (module docstring).
     """
     hdus, offset = [], 0
     while offset < size:
@@ -284,7 +295,7 @@ def scan(file, size):
         if header is None or header.first.keys() & _STRUCTURAL:
             return None
         kind, cards = _kind(header, not hdus), header.cards
-        if kind is None or not _well_formed(cards) or kind == "compressed" and (
+        if kind is None or not _well_formed(header) or kind == "compressed" and (
                 header.first or (cards := image_cards(cards)) is None):
             return None
         offset = header.data_offset + padded(data_bytes(header))
@@ -316,13 +327,13 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _well_formed(cards):
+def _well_formed(header):
     """Whether the keywords of :func:`data_bytes` are all there and usual integers."""
-    naxis, bitpix = cards.get("NAXIS"), cards.get("BITPIX")
+    naxis, bitpix = header.get("NAXIS"), header.get("BITPIX")
     if not (_is_int(naxis) and 0 <= naxis <= 999 and _is_int(bitpix) and bitpix in _BITPIX):
         return False
-    counts = [cards.get(f"NAXIS{axis}") for axis in range(1, naxis + 1)]
-    counts += [cards.get("PCOUNT", 0), cards.get("GCOUNT", 1)]
+    counts = [header.get(f"NAXIS{axis}") for axis in range(1, naxis + 1)]
+    counts += [header.get("PCOUNT", 0), header.get("GCOUNT", 1)]
     return all(_is_int(count) and count >= 0 for count in counts)
 
 
@@ -372,18 +383,17 @@ def _reserved(keyword):
 
 
 def image_cards(table):
-    """The image header of a tile-compressed HDU, as astropy's ``CompImageHDU.header`` gives
-    it (``_bintable_header_to_image_header``), from its table header's cards; None when they
-    are not the usual ones.
+    """The image header of a tile-compressed HDU from its table header's cards, as astropy's
+    ``CompImageHDU.header`` gives it (``_bintable_header_to_image_header``), or None when
+    they are unusual (a ``HIERARCH`` keyword, a missing ``ZNAXISn`` or ``TTYPEn``, …).
 
     The table and compression keywords (``TTYPEn``, ``TFORMn``, ``TFIELDS``, ``THEAP``,
-    ``ZIMAGE``, ``ZCMPTYPE``, ``ZTILEn``, ``ZNAMEn``/``ZVALn``, ``ZQUANTIZ``, …) and the table's
+    ``ZIMAGE``, ``ZCMPTYPE``, ``ZTILEn``, ``ZNAMEn``/``ZVALn``, …) and the table's
     ``CHECKSUM``/``DATASUM`` are left out; ``XTENSION = 'IMAGE'`` (``SIMPLE`` from
     ``ZSIMPLE``), ``BITPIX``, ``NAXIS``, ``NAXISn``, ``PCOUNT``, ``GCOUNT`` come first from their
     ``Z`` keywords (``PCOUNT = 0``, ``GCOUNT = 1`` by default, neither for a primary image);
-    ``BSCALE``/``BZERO`` (when not 0), ``EXTEND``, ``BLOCKED``, ``CHECKSUM``, ``DATASUM`` (from
-    ``ZHECKSUM``, ``ZDATASUM``) and ``BLANK`` (from ``ZBLANK``) come last; ``EXTNAME =
-    'COMPRESSED_IMAGE'``, astropy's default, is dropped.
+    ``BSCALE``/``BZERO`` (unless 0), ``EXTEND``, ``BLOCKED``, ``CHECKSUM``, ``DATASUM``,
+    ``BLANK`` come last; ``EXTNAME = 'COMPRESSED_IMAGE'``, astropy's default, is dropped.
     """
     zbitpix, znaxis = table.get("ZBITPIX"), table.get("ZNAXIS")
     naxis, tfields = table.get("NAXIS", 0), table.get("TFIELDS", 0)
