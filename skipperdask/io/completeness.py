@@ -22,8 +22,6 @@ from typing import NamedTuple
 
 from .headers import BLOCK, data_bytes, padded, read_header
 
-__all__ = ["BLOCK", "FitsExtent", "fits_extent"]
-
 
 class FitsExtent(NamedTuple):
     """What the headers of a file declare, against its size.
