@@ -396,12 +396,12 @@ def image_cards(table):
     ``BLANK`` come last; ``EXTNAME = 'COMPRESSED_IMAGE'``, astropy's default, is dropped.
     """
     zbitpix, znaxis = table.get("ZBITPIX"), table.get("ZNAXIS")
-    naxis, tfields = table.get("NAXIS", 0), table.get("TFIELDS", 0)
-    axes = [f"ZNAXIS{axis}" for axis in range(1, znaxis + 1)] if _is_int(znaxis) else [None]
-    names = [table.get(f"TTYPE{column}") for column in range(1, tfields + 1)] if _is_int(
-        tfields) and "TFIELDS" in table else [None]
-    if not (_is_int(zbitpix) and _is_int(naxis) and None not in names
-            and all(axis in table for axis in axes)
+    naxis, tfields = table.get("NAXIS", 0), table.get("TFIELDS")
+    if not all(_is_int(count) and 0 <= count <= 999 for count in (znaxis, naxis, tfields)):
+        return None
+    names = [table.get(f"TTYPE{column}") for column in range(1, tfields + 1)]
+    if not (_is_int(zbitpix) and None not in names
+            and all(f"ZNAXIS{axis}" in table for axis in range(1, znaxis + 1))
             and all(_KEYWORD.match(keyword) for keyword in table)
             and not ({"BSCALE", "BZERO"} & table.keys() and None in (
                 table.get("BSCALE", 1), table.get("BZERO", 0)))):
