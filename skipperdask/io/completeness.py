@@ -2,8 +2,9 @@
 
 A DAQ writes an image as it reads it out, HDU after HDU; a file taken before the last byte
 arrived would be a truncated image. :func:`fits_extent` walks the file's headers as they are
-on disk now (2880-byte blocks up to each ``END`` card, never the data) and adds up what every
-HDU declares, compressed ones included: the data of any HDU hold ``|BITPIX| / 8 × GCOUNT ×
+on disk now (2880-byte blocks up to each ``END`` card, never the data; the cards read by
+:mod:`.headers`, leniently: a card it cannot read is skipped) and adds up what every HDU
+declares, compressed ones included: the data of any HDU hold ``|BITPIX| / 8 × GCOUNT ×
 (PCOUNT + NAXIS1 × … × NAXISn)`` bytes padded to 2880 (a tile-compressed image is a binary
 table: its rows and its heap). The file is whole when its last HDU, padding included (the
 reading refuses a file without it), ends where the file ends and the primary header's
@@ -19,9 +20,7 @@ changing.
 import os
 from typing import NamedTuple
 
-#: FITS headers and data come in blocks of this many bytes
-BLOCK = 2880
-_CARD = 80
+from .headers import BLOCK, data_bytes, padded, read_header
 
 
 class FitsExtent(NamedTuple):
@@ -49,47 +48,6 @@ class FitsExtent(NamedTuple):
     def complete(self):
         """Whether every declared byte is there."""
         return not self.problem
-
-
-def _header(file, offset, size, index):
-    """The cards of the header at ``offset`` up to ``END``, and where it ends, or
-    ``(None, problem)`` when it is not all written yet."""
-    cards = {}
-    position = offset
-    while True:
-        if position + BLOCK > size:
-            return None, f"the header of HDU {index} is not all written ({size} bytes)"
-        file.seek(position)
-        block = file.read(BLOCK)
-        position += BLOCK
-        for start in range(0, BLOCK, _CARD):
-            card = block[start:start + _CARD]
-            keyword = card[:8].decode("ascii", "replace").strip()
-            if keyword == "END":
-                return (cards, position), ""
-            if card[8:10] == b"= " and keyword not in cards:
-                cards[keyword] = card[10:].split(b"/", 1)[0].strip().decode("ascii", "replace")
-
-
-def _integer(cards, keyword, default):
-    if keyword not in cards:
-        return default
-    try:
-        return int(float(cards[keyword]))
-    except ValueError:
-        return default
-
-
-def _data_bytes(cards):
-    """Bytes of an HDU's data before padding, as its header declares them."""
-    naxis = _integer(cards, "NAXIS", 0)
-    if naxis == 0:
-        return 0
-    values = 1
-    for axis in range(1, naxis + 1):
-        values *= _integer(cards, f"NAXIS{axis}", 0)
-    bitpix = abs(_integer(cards, "BITPIX", 8))
-    return bitpix // 8 * _integer(cards, "GCOUNT", 1) * (_integer(cards, "PCOUNT", 0) + values)
 
 
 def fits_extent(path):
@@ -120,15 +78,14 @@ def fits_extent(path):
                 file.seek(offset)
                 if not file.read(8).startswith(b"XTENSION"):
                     break
-            found, problem = _header(file, offset, size, hdus)
-            if found is None:
-                return FitsExtent(size, max(size, offset + BLOCK), hdus, problem)
-            cards, data_start = found
+            header = read_header(file, offset, size, strict=False)
+            if header is None:
+                return FitsExtent(size, max(size, offset + BLOCK), hdus, f"the header of HDU "
+                                  f"{hdus} is not all written ({size} bytes)")
             if hdus == 0:
-                extensions = _integer(cards, "NEXTEND", None)
+                extensions = header.integer("NEXTEND", None)
             hdus += 1
-            data = _data_bytes(cards)
-            end = data_start + data + (-data % BLOCK)
+            end = header.data_offset + padded(data_bytes(header))
             if end > size:
                 return FitsExtent(size, end, hdus, f"HDU {hdus - 1} ends at byte {end}, the "
                                   f"file has {size}")

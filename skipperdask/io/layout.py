@@ -7,19 +7,20 @@ then every image extension, tile-compressed ones included). Along a row of one a
 
 :func:`scan_file` reads the headers only and gives a picklable :class:`FileLayout`; every
 problem with an input file raises :class:`~skipperdask.errors.BadFileError`, whose message
-names the file and the problem. Files are only ever opened read-only.
+names the file and the problem. Files are only ever opened read-only. The headers are read by
+:mod:`.headers`, without astropy; a file it does not take (unusual cards, a damaged or
+truncated file) is read by astropy (:mod:`.astropy_headers`), whose errors and warnings say
+what is wrong.
 """
 
 import dataclasses
 import os
-import warnings
 
 import numpy as np
-from astropy.io import fits
 
 from ..errors import BadFileError, BadOptionError
-from .inputs import regular_file
-from .opened import open_fits
+from .headers import scan
+from .inputs import opened, regular_file
 
 SAMPLE_KEYWORDS = ("NDCMS", "NDCM", "NSAMP")
 
@@ -51,7 +52,10 @@ class AmpLayout:
         The type :func:`read_raw_rows` returns: big-endian as stored for uncompressed data,
         native and already scaled for compressed data.
     bscale, bzero : float
-        Value = raw * bscale + bzero (1 and 0 for compressed data, scaled by astropy).
+        Value = raw * bscale + bzero (1 and 0 for compressed data, scaled when decoded).
+    header_offset : int
+        Byte offset of the HDU's header in the file (of a compressed image, its table's
+        header: where :func:`.tiles.rice_rows` reads how its tiles are stored).
     data_offset : int or None
         Byte offset of the data in the file; None when compressed.
     compressed : bool
@@ -68,6 +72,7 @@ class AmpLayout:
     dtype: np.dtype
     bscale: float
     bzero: float
+    header_offset: int
     data_offset: int | None
     compressed: bool
     #: the file system's arguments of a URL (:mod:`.storage`); not shown, not compared
@@ -242,38 +247,20 @@ def scan_file(path, *, polarity=None, storage_options=None):
     when ``NAXIS1`` equals the header's ``NCOL``.
     """
     path, size, mtime = regular_file(path, storage_options)
-    # astropy reports truncated or damaged files with warnings: catch them and say what is wrong
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with open_fits(path, storage_options, memmap=False, lazy_load_hdus=True) as hdul:
-                primary_header = _header_dict(hdul[0].header)
-                images = [
-                    (
-                        index,
-                        hdu.header.get("EXTNAME"),
-                        _header_dict(hdu.header),
-                        hdu.fileinfo()["datLoc"],
-                        isinstance(hdu, fits.CompImageHDU),
-                    )
-                    for index, hdu in enumerate(hdul)
-                    if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU)
-                    and hdu.header.get("NAXIS", 0) > 0
-                ]
-        except (OSError, ValueError, fits.VerifyError) as error:
-            raise BadFileError(path, "not a FITS file, or a damaged one "
-                               f"({_astropy_message(error)})") from error
-    # astropy stops at a header it cannot read, and only warns about it and about missing data
-    damaged = _complaint(caught, "Error validating header", "END card")
-    if damaged:
-        raise BadFileError(path, f"truncated or corrupt header ({damaged})")
+    truncated = None
+    found = _images_without_astropy(path, size, storage_options)
+    if found is None:  # a file headers.py does not take: astropy reads it or says what is wrong
+        from .astropy_headers import astropy_images
+
+        primary_header, images, truncated = astropy_images(path, storage_options)
+    else:
+        primary_header, images = found
     if not images:
         raise BadFileError(path, "no image data: no HDU holds a 2-D image")
     amps = tuple(dataclasses.replace(_amp_layout(path, primary_header, size, *image),
                                      storage_options=storage_options) for image in images)
     _refuse_duplicate_names(path, amps)
-    truncated = _complaint(caught, "truncated")  # compressed data, or the last padding
-    if truncated:
+    if truncated:  # astropy's warning: compressed data, or the last padding
         raise BadFileError(path, f"truncated file ({truncated})")
     polarity, polarity_source = resolve_polarity(path, primary_header, polarity)
     return FileLayout(
@@ -288,7 +275,24 @@ def scan_file(path, *, polarity=None, storage_options=None):
     )
 
 
-def _amp_layout(path, primary_header, file_size, index, extname, header, data_offset, compressed):
+def _images_without_astropy(path, size, storage_options):
+    """The primary header and the image HDUs (as :func:`.astropy_headers.astropy_images`
+    gives them) of a file that :func:`.headers.scan` takes, else None."""
+    try:
+        with opened(path, storage_options) as file:
+            hdus = scan(file, size)
+    except OSError:  # astropy's reading says what is wrong
+        return None
+    if hdus is None:
+        return None
+    images = [(hdu.index, hdu.cards.get("EXTNAME"), dict(hdu.cards), hdu.header.offset,
+               hdu.header.data_offset, hdu.kind == "compressed")
+              for hdu in hdus if hdu.kind != "other" and hdu.cards.get("NAXIS", 0) > 0]
+    return hdus[0].cards, images
+
+
+def _amp_layout(path, primary_header, file_size, index, extname, header, header_offset,
+                data_offset, compressed):
     naxis = header["NAXIS"]
     if naxis != 2:
         shape = " x ".join(str(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
@@ -325,11 +329,12 @@ def _amp_layout(path, primary_header, file_size, index, extname, header, data_of
         dtype=stored,
         bscale=bscale,
         bzero=bzero,
+        header_offset=header_offset,
         data_offset=None if compressed else data_offset,
         compressed=compressed,
     )
     if compressed:
-        # astropy decompresses and scales: the rows come as it gives them
+        # decoded and scaled (.tiles, else astropy): the rows come as astropy gives them
         return dataclasses.replace(amp, dtype=amp.value_dtype, bscale=1.0, bzero=0.0)
     if file_size < data_offset + amp.nbytes:
         raise BadFileError(
@@ -383,15 +388,6 @@ def _refuse_duplicate_names(path, amps):
         seen[amp.name] = amp.hdu
 
 
-def _astropy_message(error):
-    """astropy's message on one line, without its advice on its own arguments."""
-    message = " ".join(str(error).split())
-    for hint in (" If this is really", " If so, try", " try with ", " Try "):
-        if hint in message:
-            message = message[: message.index(hint)].rstrip(" ,;")
-    return message
-
-
 def _integer_or_none(value):
     try:
         return int(float(value))
@@ -410,23 +406,3 @@ def _offset_integer_dtype(dtype, bscale, bzero):
     if dtype.kind == "i" and bzero == 2 ** (bits - 1):
         return np.dtype(f"u{dtype.itemsize}")
     return None
-
-
-def _header_dict(header):
-    """keyword -> python value, leaving out COMMENT/HISTORY/blank cards; undefined values
-    become None."""
-    return {
-        keyword: None if isinstance(value, fits.card.Undefined) else value
-        for keyword, value in header.items()
-        if keyword not in ("", "COMMENT", "HISTORY")
-    }
-
-
-def _complaint(caught, *phrases):
-    """The first of astropy's warnings that says one of ``phrases``, on one line, or None."""
-    for warning in caught:
-        message = " ".join(str(warning.message).split())
-        if any(phrase in message for phrase in phrases):
-            return message
-    return None
-

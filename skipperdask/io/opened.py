@@ -5,13 +5,13 @@ Opening a tile-compressed file parses (and converts) the headers of every HDU up
 read: scanning a file's headers and then reading its 4 amplifiers one by one parsed each
 header several times, about a third of a small compressed file's time. A task that scans
 and reads a whole file keeps it open: the file is still opened and closed inside the task,
-in its own worker.
+in its own worker. Most files never get here (:mod:`.headers` scans them, :mod:`.tiles`
+decodes RICE_1 tiles): only the files and the compressions those do not take are opened with
+astropy, which is imported then.
 """
 
 import contextlib
 import threading
-
-from astropy.io import fits
 
 from .inputs import opened, refuse_whole_file_compression
 from .storage import absolute
@@ -49,6 +49,8 @@ def open_fits(path, storage_options=None, **options):
     fits.open's), closed at the end of the block unless :func:`kept_open` keeps it (then
     the first opener's options hold). A whole-file compressed (gzip'ed …) file is a
     :class:`~skipperdask.errors.BadFileError` saying so."""
+    from astropy.io import fits  # only here: most files are read without astropy
+
     key = absolute(path)
     files = _files()
     if files.get(key) is not None:

@@ -113,12 +113,15 @@ def to_values(raw, amp):
 
 
 def _read_compressed_rows(amp, row_start, row_stop):
+    """Rows of a tile-compressed amplifier: RICE_1 tiles decoded by :mod:`.tiles`, from the
+    header offset the scan stored; other tiles by astropy's ``CompImageHDU.section``."""
     try:
-        with open_fits(amp.path, amp.storage_options) as hdul, \
-                opened(amp.path, amp.storage_options) as file:
-            hdu = hdul[amp.hdu]
-            rows = rice_rows(file, hdu.fileinfo(), row_start, row_stop)
-            return hdu.section[row_start:row_stop] if rows is None else rows
+        with opened(amp.path, amp.storage_options) as file:
+            rows = rice_rows(file, amp.header_offset, row_start, row_stop)
+        if rows is None:
+            with open_fits(amp.path, amp.storage_options) as hdul:
+                rows = hdul[amp.hdu].section[row_start:row_stop]
+        return rows
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 (astropy's CfitsioException is no OSError)

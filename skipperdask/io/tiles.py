@@ -21,7 +21,8 @@ import re
 import numba
 import numpy as np
 
-_CARD = 80
+from .headers import read_header
+
 _ZERO_VALUE = -2147483646  # SUBTRACTIVE_DITHER_2's flag of an exact 0.0
 _DITHER = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
 _N_RANDOM = 10000
@@ -46,32 +47,6 @@ _RANDOM = _random_table()
 _NONZERO_COUNT = np.array([0] + [int(v).bit_length() for v in range(1, 256)], np.int64)
 
 
-def _header_cards(raw):
-    """The keyword -> value of a raw FITS header (strings unquoted, numbers as numbers)."""
-    cards = {}
-    for start in range(0, len(raw), _CARD):
-        card = raw[start:start + _CARD].decode("ascii", "replace")
-        key = card[:8].strip()
-        if key == "END":
-            break
-        if card[8:10] != "= ":
-            continue
-        value = card[10:].strip()
-        if value.startswith("'"):
-            end = value.find("'", 1)
-            cards[key] = value[1:end].strip()
-            continue
-        value = value.split("/")[0].strip()
-        try:
-            cards[key] = int(value)
-        except ValueError:
-            try:
-                cards[key] = float(value)
-            except ValueError:
-                cards[key] = value
-    return cards
-
-
 def _columns(cards):
     """name -> (byte offset in a row, type code) of each table column; None when a format
     is not one this reader knows."""
@@ -87,17 +62,16 @@ def _columns(cards):
     return columns
 
 
-def rice_rows(file, info, row_start, row_stop):
+def rice_rows(file, header_offset, row_start, row_stop):
     """Rows ``row_start … row_stop - 1`` of a RICE_1 tile-compressed image HDU, or None when
-    this reader does not take it (module docstring).
+    this reader does not take it (module docstring), or its header (:mod:`.headers`).
 
     Parameters
     ----------
     file : binary file object
         The FITS file, open for reading (seekable).
-    info : dict
-        The HDU's ``fileinfo()``: ``hdrLoc`` and ``datLoc``, the offsets of its header and
-        of its table.
+    header_offset : int
+        Where the HDU's header starts (astropy's ``fileinfo()["hdrLoc"]``).
     row_start, row_stop : int
 
     Returns
@@ -106,8 +80,10 @@ def rice_rows(file, info, row_start, row_stop):
         Integer images as int16/int32, floating-point images as float32/float64 (NaN where
         the data say so), as astropy's section gives them.
     """
-    file.seek(info["hdrLoc"])
-    cards = _header_cards(file.read(info["datLoc"] - info["hdrLoc"]))
+    header = read_header(file, header_offset)
+    if header is None or header.first:  # a card it does not read, or a repeated keyword
+        return None
+    cards, table_offset = header.cards, header.data_offset
     ncols, nrows = cards.get("ZNAXIS1"), cards.get("ZNAXIS2")
     columns = _columns(cards)
     if (cards.get("ZCMPTYPE") not in ("RICE_1", "RICE_ONE") or cards.get("ZNAXIS") != 2
@@ -128,7 +104,7 @@ def rice_rows(file, info, row_start, row_stop):
     if dither is None:
         return None
     row_bytes = int(cards["NAXIS1"])
-    file.seek(info["datLoc"] + row_start * row_bytes)
+    file.seek(table_offset + row_start * row_bytes)
     table = np.frombuffer(file.read((row_stop - row_start) * row_bytes), np.uint8)
     table = table.reshape(row_stop - row_start, row_bytes)
     offset, code = columns["COMPRESSED_DATA"]
@@ -137,7 +113,7 @@ def rice_rows(file, info, row_start, row_stop):
     sizes, starts = descriptors[:, 0], descriptors[:, 1]
     if (sizes <= 0).any():  # tiles stored otherwise (GZIP_COMPRESSED_DATA, raw): astropy's
         return None
-    heap = info["datLoc"] + int(cards.get("THEAP", row_bytes * nrows))
+    heap = table_offset + int(cards.get("THEAP", row_bytes * nrows))
     first, last = int(starts.min()), int((starts + sizes).max())
     file.seek(heap + first)
     compressed = np.frombuffer(file.read(last - first), np.uint8)

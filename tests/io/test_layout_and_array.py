@@ -534,8 +534,9 @@ def test_process_workers_read_compressed_and_plain_files(tmp_path):
 
 
 def test_a_compressed_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, monkeypatch):
-    """A task that scans a compressed file and reads every amplifier opens it once (its
-    headers parsed once), and reads exactly what a read that opens the file itself gives."""
+    """A task that scans a compressed file whose tiles astropy decodes (2 rows a tile) and
+    reads every amplifier opens it with astropy once (the scan does not), and reads exactly
+    what a read that opens the file itself gives."""
     from skipperdask.io import opened as kept
 
     path, expected = compressed_int_raw(tmp_path)
@@ -547,7 +548,7 @@ def test_a_compressed_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, m
         opened.append(file.name)
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(kept.fits, "open", counted_open)
+    monkeypatch.setattr(fits, "open", counted_open)
     alone = [read_raw_rows(amp, 2, 7) for amp in amps]
     assert len(opened) == len(amps)
     opened.clear()

@@ -2,6 +2,8 @@
 read by byte range, a row chunk fetching its own bytes only, and give what the local file
 gives."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -75,6 +77,21 @@ def test_headers_are_read_by_range_and_give_the_local_layout(s3, uploaded):
                                        a.data_offset, a.dtype) for a in on_disk.amps]
     assert 0 < fetched <= 2 * HEADER_BLOCK < remote.size / 4
     assert "testing" not in repr(remote)  # the storage options (credentials) are never shown
+
+
+@pytest.mark.parametrize("name", ["Img_1.fits", "Img_2.fits.fz"])
+def test_remote_headers_are_read_without_astropy(s3, uploaded, name, monkeypatch):
+    from astropy.io import fits
+
+    local, url = uploaded[name]
+    on_disk = scan_file(local)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("astropy opened the file")
+
+    monkeypatch.setattr(fits, "open", refused)
+    remote = scan_file(url, storage_options=s3.storage_options)
+    assert remote.amps == tuple(dataclasses.replace(amp, path=url) for amp in on_disk.amps)
 
 
 def test_a_row_chunk_fetches_exactly_its_own_bytes(s3, uploaded):

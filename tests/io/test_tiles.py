@@ -24,7 +24,7 @@ def _compare(path, taken=True):
             nrows = hdu.shape[0]
             for start, stop in ROW_RANGES:
                 start, stop = start % nrows, nrows if stop is None else stop
-                rows = rice_rows(file, hdu.fileinfo(), start, stop)
+                rows = rice_rows(file, hdu.fileinfo()["hdrLoc"], start, stop)
                 if not taken:
                     assert rows is None
                     continue
