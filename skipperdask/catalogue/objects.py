@@ -58,6 +58,16 @@ def write_whole(path, data):
         raise
 
 
+def write_durably(path, data):
+    """A new file written and fsync'ed in place (its folders made): for a folder nobody
+    reads before it is complete."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -71,8 +81,12 @@ class LocalObjects:
 
     remote = False
 
-    def __init__(self, path):
+    def __init__(self, path, fresh=False):
         self.path = os.path.abspath(os.fspath(path))
+        # a rewrite's new folder, read by no one before its root zarr.json is put: the arrays'
+        # objects are written in place, without a temporary file and a rename each (a third
+        # of a 175-array commit's writes)
+        self.fresh = fresh
 
     def _file(self, key):
         return os.path.join(self.path, *key.split("/"))
@@ -86,7 +100,10 @@ class LocalObjects:
             return None
 
     def put(self, key, data):
-        write_whole(self._file(key), data)
+        if self.fresh and "/" in key:  # not the root: a kill leaves the folder without one
+            write_durably(self._file(key), data)
+        else:
+            write_whole(self._file(key), data)
 
     def put_many(self, put, items):
         """``put(key, data)`` of every item; the fsyncs of many small files overlap."""

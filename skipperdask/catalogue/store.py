@@ -386,7 +386,8 @@ class Catalogue:
         if self.objects.remote:
             zarrio.rewrite_in_place(self.objects, ds, self._root())
             return
-        renames.replace_directory(self.path, lambda tmp: zarrio.write_new(LocalObjects(tmp), ds))
+        renames.replace_directory(
+            self.path, lambda tmp: zarrio.write_new(LocalObjects(tmp, fresh=True), ds))
 
     # -- the CSV ------------------------------------------------------------------------------
 
