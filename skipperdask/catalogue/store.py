@@ -152,9 +152,8 @@ class Catalogue:
         self._entries = {}  # path -> Entry
         self._nimages = 0
         self._csv_checked = None  # the commit after which the CSV was found or made right
-        # (commit, Dataset): the last to_dataset, or the last catalogue written whole, read
-        # again only when the commit changed (a run's end wants it for the original tool's
-        # tables and process's result)
+        # (commit, Dataset): the last to_dataset or catalogue written whole, for a run's end
+        # (the original tool's tables, process's result) until the commit changes
         self._loaded = None
 
     def __repr__(self):
