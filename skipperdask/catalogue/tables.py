@@ -77,6 +77,22 @@ class _Cells:
             rows.extend([(i, a) for a in amps] if len(amps) else [(i, None)])
         return rows
 
+    def column(self, name, rows):
+        """The values of one variable for ``rows`` (as :meth:`rows` gives them): one array,
+        a row of it per table row (as :meth:`__call__` gives them one by one)."""
+        values = self.values.get(name)
+        if values is None:
+            return np.full(len(rows), None, dtype=object)
+        images = np.fromiter((i for i, _ in rows), np.int64, len(rows))
+        if name not in self.per_amp:
+            return values[images]
+        if not values.shape[1]:  # no amplifier at all: what was spread over all of them
+            fill = fill_value(storage_dtype(values.dtype))
+            return np.full((len(rows), *values.shape[2:]), fill, dtype=values.dtype)
+        # a row without amplifiers (a failed file) reads the first: all hold its spread value
+        amps = np.fromiter((0 if a is None else a for _, a in rows), np.int64, len(rows))
+        return values[images, amps]
+
     def __call__(self, name, i, a):
         """The value, None when the catalogue has no such variable."""
         values = self.values.get(name)
@@ -190,6 +206,19 @@ def _csv_cell(x):
     return str(x)
 
 
+def _csv_column(values):
+    """:func:`_csv_cell` of every value of a 1-D array, a whole column of a kind at once (cell
+    by cell, the CSV of a commit of a few hundred images took a third of a second)."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return ["" if x != x else repr(x) for x in values.tolist()]
+    if kind in "iubU":
+        return [str(x) for x in values.tolist()]
+    if kind == "O":
+        return [x if type(x) is str else _csv_cell(x) for x in values]
+    return [_csv_cell(x) for x in values]
+
+
 def format_csv(ds):
     """The catalogue as CSV text, one row per image × amplifier.
 
@@ -230,12 +259,15 @@ def format_csv(ds):
         ["path", "amp", *value_columns, *(f"noise_vs_n_{n}" for n in nsamp), *header_names]
     )
     cells = _Cells(ds)
-    for i, a in cells.rows():
-        line = [str(cells("path", i, a)), "" if a is None else str(amp_names[a])]
-        line += [_csv_cell(cells(name, i, a)) for name in value_columns]
-        curve = cells("noise_vs_n", i, a)
-        line += [_csv_cell(x) for x in np.broadcast_to(curve, len(nsamp))] if len(nsamp) else []
-        line += [_csv_cell(cells(name, i, a)) for name in header_names]
-        writer.writerow(line)
+    rows = cells.rows()
+    columns = [[str(p) for p in cells.column("path", rows)],
+               ["" if a is None else str(amp_names[a]) for _, a in rows]]
+    columns += [_csv_column(cells.column(name, rows)) for name in value_columns]
+    if len(nsamp) and rows:
+        curves = cells.column("noise_vs_n", rows).reshape(len(rows), -1)
+        curves = np.broadcast_to(curves, (len(rows), len(nsamp)))
+        columns += [_csv_column(curves[:, k]) for k in range(len(nsamp))]
+    columns += [_csv_column(cells.column(name, rows)) for name in header_names]
+    writer.writerows(zip(*columns, strict=True))
     return out.getvalue()
 
