@@ -29,8 +29,10 @@ correction, σ is reported missing with a reason that names ``--baseline row-med
 most pixels are empty); after it, no drift is left to find.
 """
 
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 #: a drift smaller than this fraction of σ (rms) widens σ by less than 0.5 %: left alone
@@ -103,7 +105,9 @@ def row_levels(average, kept, *, x0, gain, sigma):
     quantile_noise = np.sqrt(LEVEL_QUANTILE * (1 - LEVEL_QUANTILE)) / max(density, 1e-300)
     phase_noise = np.inf
     if np.isfinite(gain):
-        contrast = abs(np.exp(2j * np.pi / gain * sample).mean())  # |φ| = exp(-2π²σ²/g²)
+        cosines, sines = _row_phasors(offsets, kept, 2 * np.pi / gain)
+        # |φ| = exp(-2π²σ²/g²), over the pixels used
+        contrast = math.hypot(cosines.sum(), sines.sum()) / total
         if contrast > 0:
             phase_noise = gain / (2 * np.pi * contrast * np.sqrt(2))
     noise = min(phase_noise, quantile_noise)
@@ -112,9 +116,7 @@ def row_levels(average, kept, *, x0, gain, sigma):
     counts = np.add.reduceat(count, bounds[:-1])
     errors = noise / np.sqrt(np.maximum(counts, 1))
     if phase_noise <= quantile_noise:
-        angle = (2 * np.pi / gain) * offsets
-        per_row = (np.where(kept, np.cos(angle), 0.0).sum(axis=1)
-                   + 1j * np.where(kept, np.sin(angle), 0.0).sum(axis=1))
+        per_row = cosines + 1j * sines
         sums = np.add.reduceat(per_row, bounds[:-1])
         reference = np.angle(per_row.sum())
         levels = np.angle(sums * np.exp(-1j * reference)) * gain / (2 * np.pi)
@@ -136,6 +138,22 @@ def row_levels(average, kept, *, x0, gain, sigma):
     rms = float(np.sqrt(max(np.mean((levels - mean) ** 2) - np.mean(errors**2), 0.0)))
     drifts = chi2 > ndof + DRIFT_Z * np.sqrt(2 * ndof) and rms > DRIFT_NOISE_FRACTION * sigma
     return RowLevels(np.interp(np.arange(rows), centres, levels - mean), rms, bool(drifts))
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_phasors(offsets, kept, omega):
+    """Each row's ``Σ cos(ω x)`` and ``Σ sin(ω x)`` over its ``kept`` offsets x, in one pass
+    (numpy's angles, cosines, sines and masks, and the contrast's own exponentials, took 1.5
+    of a DAMIC-M amplifier's 3.2 ms)."""
+    rows, cols = offsets.shape
+    cosines, sines = np.zeros(rows), np.zeros(rows)
+    for r in range(rows):
+        for c in range(cols):
+            if kept[r, c]:
+                angle = omega * offsets[r, c]
+                cosines[r] += math.cos(angle)
+                sines[r] += math.sin(angle)
+    return cosines, sines
 
 
 def _blocks(count, needed):
