@@ -19,6 +19,7 @@ Modules: this one (the server), :mod:`~.live_rows` (what an image adds, the hist
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import threading
 from functools import partial
@@ -50,9 +51,9 @@ class LivePage:
         Points kept per amplifier, in the server and in each browser: older ones roll over.
 
     The port listens when the page is made (a port in use fails there); Bokeh is imported
-    and its server started in the page's thread, while the campaign starts, and a browser
-    that came early is served then. A server that cannot start is logged, and the campaign
-    goes on without its page.
+    and its server started in the page's thread when a browser first connects (that first
+    page takes a second longer): a run nobody watches spends nothing on it. A server that
+    cannot start is logged, and the campaign goes on without its page.
 
     Examples
     --------
@@ -72,13 +73,23 @@ class LivePage:
         sockets, self.port = [listening], listening.getsockname()[1]
         self.host = host
         self.url = f"http://{_url_host(host)}:{self.port}/"
-        self._ready = threading.Event()  # the server's loop is running, or failed to start
+        self._ready = threading.Event()  # the server runs, failed, or was never wanted
         self._loop = None
+        self._closing = False
+        self._wake = socket.socketpair()  # close() wakes the thread waiting for a browser
         self._thread = threading.Thread(target=self._serve, args=(sockets,),
                                         name="skipperdask-live-page", daemon=True)
         self._thread.start()
 
     def _serve(self, sockets):
+        # Bokeh (0.4-0.8 s of a busy machine's CPU) starts when a browser first connects, its
+        # connection waiting in the socket's backlog meanwhile: most runs are never watched
+        select.select([*sockets, self._wake[0]], [], [])
+        if self._closing:
+            for sock in sockets:
+                sock.close()
+            self._ready.set()
+            return
         asyncio.set_event_loop(asyncio.new_event_loop())
         loop = IOLoop.current()
         try:
@@ -153,10 +164,16 @@ class LivePage:
 
     def close(self):
         """Stop the server and its thread (open pages stop updating)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake[1].send(b"\0")
         self._ready.wait()
-        if self._thread.is_alive():
+        if self._loop is not None:
             self._loop.add_callback(self._loop.stop)
-            self._thread.join()
+        self._thread.join()
+        for end in self._wake:
+            end.close()
 
     def __enter__(self):
         return self
