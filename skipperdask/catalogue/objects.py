@@ -40,32 +40,28 @@ def objects_at(path, storage_options=None):
     return LocalObjects(path)
 
 
+def write_durably(path, data):
+    """A new file written and fsync'ed in place (its folders made): alone, for a folder nobody
+    reads before it is complete."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_whole(path, data):
     """A file written whole or not at all: a temporary file beside it, fsync'ed, then renamed
     onto its name (a kill or a full disk leaves the old file, and no temporary one)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
     try:
-        # not tempfile.mkstemp: its files are private (0600); the user's umask decides here
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_durably(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-
-
-def write_durably(path, data):
-    """A new file written and fsync'ed in place (its folders made): for a folder nobody
-    reads before it is complete."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def fsync_dir(path):

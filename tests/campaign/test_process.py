@@ -10,11 +10,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import dask
 import numpy as np
@@ -29,10 +24,10 @@ from skipperdask.catalogue import SEED_COLUMNS
 from skipperdask.catalogue.tables import value_with_error
 from skipperdask.config import Options
 from skipperdask.simulate import Truth, read_truth, simulate_campaign, write_image
+from tests.killed_run import kill_after_commits
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = {"nrows": 40, "ncols": 80, "nskips": 16}  # 200 kB of stored pixels per amplifier
 CHUNK_BYTES = 400_000  # small files whole in one task; the large one in row chunks
 LARGE = {"nrows": 400, "ncols": 100, "nskips": 16, "gain": 8.0}  # 2.5 MB: 7 chunks
@@ -333,42 +328,19 @@ def test_corrupt_and_truncated_files_become_entries(client, tmp_path):
 # Killed midway
 
 
-_KILLED_RUN = """
-import sys
-from distributed import Client
-from skipperdask.campaign import process
-address, store, *paths = sys.argv[1:]
-with Client(address) as client:
-    # one file in flight, a commit after each: the run is slow enough to be killed midway
-    process(paths, store, client=client, window=1, commit_seconds=0, progress=False)
-"""
-
-
 def test_sigkill_midway_then_rerun_has_every_image_once(client, tmp_path):
     n = 20
     paths = [str(p) for p in simulate_campaign(tmp_path, n, nrows=20, ncols=40, nskips=8)]
     before = _snapshot(paths)
     store = str(tmp_path / "cat.zarr")
     csv_path = str(tmp_path / "cat.csv")
-    run = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_KILLED_RUN), client.scheduler.address, store,
-         *paths],
-        cwd=WORKTREE, env={**os.environ, "PYTHONPATH": WORKTREE},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        committed = 0
-        while committed < 3 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            if os.path.exists(csv_path):  # written atomically after each commit
-                with open(csv_path) as f:
-                    committed = sum(1 for _ in f) - 1
-        assert run.poll() is None, "the run ended before it could be killed"
-        run.send_signal(signal.SIGKILL)
-    finally:
-        run.kill()
-        run.wait()
-    assert run.returncode == -signal.SIGKILL
+    def committed():
+        if not os.path.exists(csv_path):  # written atomically after each commit
+            return 0
+        with open(csv_path) as f:
+            return sum(1 for _ in f) - 1
+
+    kill_after_commits(client.scheduler.address, store, paths, committed)
 
     with xr.open_zarr(store) as stored:
         killed = stored.load()

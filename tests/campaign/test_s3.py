@@ -5,11 +5,6 @@ run resumed with each image once, and the command line."""
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -22,10 +17,10 @@ from skipperdask.catalogue import Catalogue
 from skipperdask.cli import main
 from skipperdask.config import Options
 from skipperdask.simulate import Truth, simulate_campaign, write_image
+from tests.killed_run import kill_after_commits
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-WORKTREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = {"nrows": 20, "ncols": 40, "nskips": 8}
 
 
@@ -125,20 +120,6 @@ def test_a_campaign_from_a_bucket_into_a_bucket(s3, campaign, client):
     assert again.attrs["summary"].startswith("0 images ok, 0 failed, 6 skipped")
 
 
-_KILLED_RUN = """
-import sys
-
-from distributed import Client
-
-from skipperdask.campaign import process
-
-address, store, *paths = sys.argv[1:]
-with Client(address) as client:
-    # one file in flight, a commit after each: the run is slow enough to be killed midway
-    process(paths, store, client=client, window=1, commit_seconds=0, progress=False)
-"""
-
-
 def _committed(fs, store):
     """The images the store's committed root says it holds (0 before the first commit)."""
     try:
@@ -157,22 +138,8 @@ def test_sigkill_midway_then_rerun_on_a_bucket_has_every_image_once(s3, client, 
     store = f"s3://{bucket}/cat.zarr"
     fs = s3.filesystem()
     setting = json.dumps(s3.storage_options)
-    run = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_KILLED_RUN), client.scheduler.address, store,
-         *urls],
-        cwd=WORKTREE, env={**os.environ, "PYTHONPATH": WORKTREE,
-                           "DASK_SKIPPERDASK__STORAGE_OPTIONS": setting},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while _committed(fs, store) < 3 and run.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert run.poll() is None, "the run ended before it could be killed"
-        run.send_signal(signal.SIGKILL)
-    finally:
-        run.kill()
-        run.wait()
-    assert run.returncode == -signal.SIGKILL
+    kill_after_commits(client.scheduler.address, store, urls, lambda: _committed(fs, store),
+                       env={"DASK_SKIPPERDASK__STORAGE_OPTIONS": setting})
 
     with xr.open_zarr(store, storage_options=s3.storage_options) as stored:
         killed = stored.load()
