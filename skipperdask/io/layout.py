@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import BadFileError, BadOptionError
 from .headers import scan
-from .inputs import opened, regular_file
+from .inputs import regular_file
+from .opened import open_input
 
 SAMPLE_KEYWORDS = ("NDCMS", "NDCM", "NSAMP")
 
@@ -279,7 +280,7 @@ def _images_without_astropy(path, size, storage_options):
     """The primary header and the image HDUs (as :func:`.astropy_headers.astropy_images`
     gives them) of a file that :func:`.headers.scan` takes, else None."""
     try:
-        with opened(path, storage_options) as file:
+        with open_input(path, storage_options) as file:
             hdus = scan(file, size)
     except OSError:  # astropy's reading says what is wrong
         return None

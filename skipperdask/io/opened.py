@@ -17,7 +17,7 @@ from .inputs import opened, refuse_whole_file_compression
 from .storage import absolute
 
 #: per thread: absolute path or URL -> (HDUList, the ExitStack closing it), None until a
-#: reader opens it
+#: reader opens it; and ``raw``: path or URL -> the file opened by :func:`open_input`
 _kept = threading.local()
 
 
@@ -25,10 +25,16 @@ def _files():
     return _kept.__dict__.setdefault("files", {})
 
 
+def _raw_files():
+    return _kept.__dict__.setdefault("raw", {})
+
+
 @contextlib.contextmanager
 def kept_open(path):
     """Within this block, this thread's :func:`open_fits` of ``path`` share one open file,
-    opened by the first of them and closed at the end of the block."""
+    and its :func:`open_input` another (the header scan and the RICE_1 tiles' reads: one open,
+    not one per amplifier, which is a round trip to an object store), each opened by the first
+    of them and closed at the end of the block."""
     key = absolute(path)
     files = _files()
     if key in files:  # nested: the outer block owns it
@@ -41,6 +47,25 @@ def kept_open(path):
         kept = files.pop(key)
         if kept is not None:
             kept[1].close()
+        raw = _raw_files().pop(key, None)
+        if raw is not None:
+            raw.close()
+
+
+@contextlib.contextmanager
+def open_input(path, storage_options=None):
+    """The file opened for reading (:func:`.inputs.opened`): within :func:`kept_open`'s block
+    the one its first caller opened, left open for the others (every reader seeks before it
+    reads), else opened and closed here."""
+    key = absolute(path)
+    if key not in _files():
+        with opened(path, storage_options) as file:
+            yield file
+        return
+    raw = _raw_files()
+    if key not in raw:
+        raw[key] = opened(path, storage_options)
+    yield raw[key]
 
 
 @contextlib.contextmanager

@@ -14,8 +14,7 @@ import numba
 import numpy as np
 
 from ..errors import BadFileError
-from .inputs import opened
-from .opened import open_fits
+from .opened import open_fits, open_input
 from .storage import is_url, read_range
 from .tiles import rice_rows
 
@@ -116,7 +115,7 @@ def _read_compressed_rows(amp, row_start, row_stop):
     """Rows of a tile-compressed amplifier: RICE_1 tiles decoded by :mod:`.tiles`, from the
     header offset the scan stored; other tiles by astropy's ``CompImageHDU.section``."""
     try:
-        with opened(amp.path, amp.storage_options) as file:
+        with open_input(amp.path, amp.storage_options) as file:
             rows = rice_rows(file, amp.header_offset, row_start, row_stop)
         if rows is None:
             with open_fits(amp.path, amp.storage_options) as hdul:

@@ -533,6 +533,33 @@ def test_process_workers_read_compressed_and_plain_files(tmp_path):
             assert total == sum(values.sum(dtype=np.float64) for _, values, _ in amps)
 
 
+def test_a_rice_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, monkeypatch):
+    """A task's scan and RICE_1 reads of a compressed file share one open file (one round
+    trip, not one per amplifier, on an object store), and read what reads alone read."""
+    from skipperdask.io import inputs
+    from skipperdask.io import opened as kept
+
+    data = [RNG.integers(-500, 500, size=(6, 30)).astype(np.int32) for _ in range(2)]
+    path = write(tmp_path / "Img_1.fz", *(fits.CompImageHDU(d, compression_type="RICE_1")
+                                          for d in data))
+    amps = scan_file(path).amps
+    alone = [read_raw_rows(amp, 1, 5) for amp in amps]
+    calls = []
+    real_opened = inputs.opened
+
+    def counted(path, storage_options):
+        calls.append(path)
+        return real_opened(path, storage_options)
+
+    monkeypatch.setattr(kept, "opened", counted)
+    with kept.kept_open(path):
+        assert scan_file(path).amps == amps
+        shared = [read_raw_rows(amp, 1, 5) for amp in amps]
+    assert len(calls) == 1
+    for one, other in zip(alone, shared, strict=True):
+        np.testing.assert_array_equal(one, other)
+
+
 def test_a_compressed_file_kept_open_is_scanned_and_read_in_one_open(tmp_path, monkeypatch):
     """A task that scans a compressed file whose tiles astropy decodes (2 rows a tile) and
     reads every amplifier opens it with astropy once (the scan does not), and reads exactly
